@@ -1,0 +1,39 @@
+//! The API of esup-runner-operator: the custom resources that Esup-Pod's requests become
+//! (`EncodingTask`, `TranscriptionTask`) and the pools that run them (`RunnerPool`).
+//!
+//! Pure data: serde, schemas and small pure helpers. No client, no I/O. The CRD YAML under
+//! `crds/` is generated from these types by `crdgen` (operator crate); doc comments become the
+//! schema descriptions that `kubectl explain` shows, so they are written for cluster users.
+
+pub mod common;
+pub mod conditions;
+pub mod encoding;
+pub mod pool;
+pub mod status;
+pub mod timecode;
+pub mod transcription;
+
+pub use common::{
+    MediaSource,
+    NotifySpec, Requester, RetryPolicy, SecretKeyRef, TaskCommon, TaskPriority, TaskType, Timeouts,
+    VideoMetadata,
+};
+pub use encoding::{EncodingTask, EncodingTaskSpec, Rendition};
+pub use pool::{GpuSpec, Placement, PoolTenant, RunnerPool, RunnerPoolSpec, RunnerPoolStatus};
+pub use status::{NotificationState, TaskOutcome, TaskPhase, TaskStatus};
+pub use timecode::Timecode;
+pub use transcription::{TranscriptionTask, TranscriptionTaskSpec};
+
+/// API group of every kind of this project.
+pub const GROUP: &str = "runner.esup-portail.org";
+/// The one served version.
+pub const VERSION: &str = "v1alpha1";
+
+/// Go `time.ParseDuration` syntax, as `metav1.Duration` accepts it: "90s", "1h30m", "1440h".
+pub(crate) const DURATION_PATTERN: &str = r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$";
+/// Kubernetes object names (DNS-1123 subdomain), used for references to pools and Secrets.
+pub(crate) const NAME_PATTERN: &str = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$";
+/// An absolute http(s) URL with a host; the webhook applies the full URL policy (SSRF guard).
+pub(crate) const HTTP_URL_PATTERN: &str = r"^https?://[^/?#@\s]+([/?#]\S*)?$";
+/// A bitrate as Esup-Pod writes it: "750k", "3M", "128000".
+pub(crate) const BITRATE_PATTERN: &str = r"^[0-9]+(\.[0-9]+)?[kKmM]?$";

@@ -1,0 +1,279 @@
+//! Status of both task kinds. Written only by the operator (scheduling, attempts) and the
+//! webhook (result, notification), each with its own server-side-apply field manager.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::KubeSchema;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Where a task stands. Terminal phases: Succeeded, Failed, TimedOut.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash, JsonSchema)]
+pub enum TaskPhase {
+    /// Created, not yet seen by the operator.
+    #[default]
+    Pending,
+    /// Waiting in a pool's queue (see `queue` and the Queued condition's reason).
+    Queued,
+    /// A pool admitted it; its Job is starting.
+    Admitted,
+    /// The runner works on it.
+    Running,
+    /// Every output was delivered.
+    Succeeded,
+    /// Ended without outputs; `result.errorMessage` says why.
+    Failed,
+    /// Waited or ran longer than allowed.
+    TimedOut,
+}
+
+impl TaskPhase {
+    pub const fn is_terminal(self) -> bool {
+        matches!(self, Self::Succeeded | Self::Failed | Self::TimedOut)
+    }
+}
+
+/// Observed state of an EncodingTask or TranscriptionTask.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskStatus {
+    /// The `metadata.generation` this status was computed from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Where the task stands.
+    #[serde(default)]
+    pub phase: TaskPhase,
+    /// Queued, Admitted, Running, Succeeded, Failed, TimedOut, Notified; reasons in
+    /// `esup_api::conditions::reason`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = kube::core::ListMerge::Map(vec!["type".into()]))]
+    pub conditions: Vec<Condition>,
+    /// The pool the task chose first (its home). A task running elsewhere overflowed and is
+    /// the first to be preempted when that pool's own tasks need the slot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub home_pool: Option<String>,
+    /// The pool that admitted the current or last attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool: Option<String>,
+    /// Name of the Job of the current or last attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_name: Option<String>,
+    /// Node of the current or last attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_name: Option<String>,
+    /// Attempts charged so far (evictions and preemptions are not charged).
+    #[serde(default)]
+    pub attempts: u32,
+    /// The latest attempts, oldest first (at most 10 kept).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 10))]
+    pub attempt_history: Vec<AttemptRecord>,
+    /// Place in the queue while Queued.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue: Option<QueueStatus>,
+    /// When the task first entered a queue.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queued_time: Option<Time>,
+    /// When the current attempt was admitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admitted_time: Option<Time>,
+    /// When the runner of the current attempt started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<Time>,
+    /// When the task reached a terminal phase.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completion_time: Option<Time>,
+    /// When a failed attempt will be retried (phase stays Queued until then).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_retry_time: Option<Time>,
+    /// Latest progress reported by the runner.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<Progress>,
+    /// What the runner reported at completion.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<TaskResult>,
+    /// Delivery of the notification to Esup-Pod's `notify_url`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notification: Option<NotificationStatus>,
+}
+
+/// Where a queued task stands.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct QueueStatus {
+    /// 1-based position in the queue of `pool`.
+    pub position_in_pool: u32,
+    /// 1-based position among all queued tasks of the cluster, in admission order.
+    pub position_overall: u32,
+    /// The pool whose queue this is.
+    pub pool: String,
+    /// Estimated start, from the work ahead (media durations) and the pool's measured throughput.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub estimated_start_time: Option<Time>,
+}
+
+/// One attempt at running the task.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AttemptRecord {
+    /// Pool that ran it.
+    pub pool: String,
+    /// Its Job.
+    pub job_name: String,
+    /// Node it ran on, once scheduled. Retries avoid the nodes of failed attempts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_name: Option<String>,
+    /// When it was admitted.
+    pub start_time: Time,
+    /// When it ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finish_time: Option<Time>,
+    /// Why it ended (a reason of `esup_api::conditions::reason`, e.g. OOMKilled, Evicted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Details for humans.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 4096))]
+    pub message: Option<String>,
+    /// Whether it counted against `retry.maxAttempts`.
+    #[serde(default)]
+    pub charged: bool,
+}
+
+/// Progress reported by the runner.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Progress {
+    /// Stage of the work: download, probe, encode, transcribe, upload...
+    #[schemars(length(max = 64))]
+    pub stage: String,
+    /// Share of the work done, 0 to 100.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0, max = 100.0))]
+    pub percent: Option<f64>,
+    /// Duration of the media in seconds, once probed; used for ETAs and pool throughput.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0))]
+    pub media_duration_seconds: Option<f64>,
+    /// When the runner last reported.
+    pub update_time: Time,
+}
+
+/// The outcome Esup-Pod is told (`completed`, `failed`, `timeout` in its protocol).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
+pub enum TaskOutcome {
+    Completed,
+    Failed,
+    Timeout,
+}
+
+impl TaskOutcome {
+    /// The `status` string of the Esup-Pod protocol.
+    pub const fn protocol_name(self) -> &'static str {
+        match self {
+            Self::Completed => "completed",
+            Self::Failed => "failed",
+            Self::Timeout => "timeout",
+        }
+    }
+}
+
+/// What the runner delivered.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskResult {
+    /// Outcome told to Esup-Pod.
+    pub outcome: TaskOutcome,
+    /// Why the task failed; unset on success.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 4096))]
+    pub error_message: Option<String>,
+    /// The result files, in manifest order, relative to the task's result directory.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 256))]
+    #[x_kube(merge_strategy = kube::core::ListMerge::Map(vec!["path".into()]))]
+    pub files: Vec<ResultFile>,
+    /// Which hardware did the work.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hardware: Option<HardwareReport>,
+    /// When the runner reported the result.
+    pub report_time: Time,
+}
+
+/// One result file.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ResultFile {
+    /// Path relative to the task's result directory, e.g. "720p_my_lecture.m3u8".
+    #[schemars(length(min = 1, max = 1024))]
+    pub path: String,
+    /// SHA-256 of the content, lowercase hex; Esup-Pod verifies it after download.
+    #[schemars(regex(pattern = r"^[0-9a-f]{64}$"))]
+    pub sha256: String,
+    /// Size in bytes.
+    pub size_bytes: u64,
+}
+
+/// Which hardware did what, as the runner found it (NVML) and used it.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HardwareReport {
+    /// GPU model found by NVML, e.g. "NVIDIA L4"; unset when no GPU was usable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 128))]
+    pub gpu: Option<String>,
+    /// Decoder used, e.g. "nvdec" or "cpu".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
+    pub decode: Option<String>,
+    /// Encoder used, e.g. "h264_nvenc" or "libx264".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
+    pub encode: Option<String>,
+    /// Inference device of transcription, e.g. "cuda" or "cpu".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
+    pub inference: Option<String>,
+}
+
+/// State of the notification to Esup-Pod.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
+pub enum NotificationState {
+    /// The task ended; the notification is about to be sent.
+    Pending,
+    /// A send failed; another is scheduled at `nextAttemptTime` (Esup-Pod's `warning`).
+    Retrying,
+    /// Esup-Pod answered 2xx, or the read timed out while it imported (counted as delivered,
+    /// so that its import is not run twice).
+    Delivered,
+    /// Every retry failed; Esup-Pod's cron can still poll `/task/status`.
+    Exhausted,
+    /// The task has no notify URL.
+    NotRequested,
+}
+
+/// Delivery of the terminal-state notification. Kept in the status so that a restarted
+/// webhook neither loses nor repeats a notification.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NotificationStatus {
+    /// Where delivery stands.
+    pub state: NotificationState,
+    /// The outcome being notified.
+    pub outcome: TaskOutcome,
+    /// Sends made so far.
+    #[serde(default)]
+    pub attempts: u32,
+    /// When the last send was made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_attempt_time: Option<Time>,
+    /// When the next send is due.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_attempt_time: Option<Time>,
+    /// When Esup-Pod acknowledged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivered_time: Option<Time>,
+    /// Why the last send failed, e.g. "503 Service Unavailable".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024))]
+    pub last_error: Option<String>,
+}
