@@ -1,0 +1,1 @@
+//! Tests live in `tests/`; they need the local cluster (`e2e/cluster/up`) and its KUBECONFIG.
