@@ -6,7 +6,9 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// The kind of work, as Esup-Pod names it in `task_type` (`encoding`, `studio`, `transcription`).
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, JsonSchema)]
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, JsonSchema,
+)]
 pub enum TaskType {
     /// Esup-Pod `encoding`: HLS and MP4 renditions, MP3, thumbnails, overview.
     Encoding,
@@ -34,7 +36,20 @@ impl TaskType {
 
 /// Esup-Pod's queue priorities (`task_queue.py`): its absolute-priority users, everyone else,
 /// students. Higher priority is admitted first within a pool.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, JsonSchema)]
+#[derive(
+    Serialize,
+    Deserialize,
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    JsonSchema,
+)]
 pub enum TaskPriority {
     /// Esup-Pod `HIGH_PRIORITY` (0): users in its PriorityUser table.
     High,
@@ -51,7 +66,10 @@ pub enum TaskPriority {
 pub struct Requester {
     /// The tenant (institution) whose token submitted the task. Quotas, fair share and
     /// retention are per tenant; a tenant's token only sees its own tasks.
-    #[schemars(length(min = 1, max = 63), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
     pub tenant: String,
     /// Esup-Pod's `etab_name`, e.g. "Université X / Pod".
     #[schemars(length(max = 512))]

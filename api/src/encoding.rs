@@ -25,13 +25,36 @@ use crate::timecode::Timecode;
     doc = "An Esup-Pod encoding or studio job: source, renditions, cut, dressing, and the scheduling policy.",
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
     printcolumn(name = "Mode", type_ = "string", json_path = ".spec.source.kind"),
-    printcolumn(name = "Tenant", type_ = "string", json_path = ".spec.requester.tenant"),
+    printcolumn(
+        name = "Tenant",
+        type_ = "string",
+        json_path = ".spec.requester.tenant"
+    ),
     printcolumn(name = "Pool", type_ = "string", json_path = ".status.pool"),
-    printcolumn(name = "Position", type_ = "integer", json_path = ".status.queue.positionInPool", description = "Position in the pool's queue"),
+    printcolumn(
+        name = "Position",
+        type_ = "integer",
+        json_path = ".status.queue.positionInPool",
+        description = "Position in the pool's queue"
+    ),
     printcolumn(name = "Attempts", type_ = "integer", json_path = ".status.attempts"),
-    printcolumn(name = "Notified", type_ = "string", json_path = ".status.notification.state", priority = 1),
-    printcolumn(name = "Video", type_ = "string", json_path = ".spec.video.slug", priority = 1),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Notified",
+        type_ = "string",
+        json_path = ".status.notification.state",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Video",
+        type_ = "string",
+        json_path = ".spec.video.slug",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = kube::core::Rule::new("self == oldSelf").message("spec is immutable: submit a new task instead"))]
@@ -218,7 +241,12 @@ pub struct StudioOptions {
     pub crf: Option<u8>,
     /// x264 preset of the mix. Unset: medium, or slow for a single track.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 16), regex(pattern = r"^(ultrafast|superfast|veryfast|faster|fast|medium|slow|slower|veryslow)$"))]
+    #[schemars(
+        length(max = 16),
+        regex(
+            pattern = r"^(ultrafast|superfast|veryfast|faster|fast|medium|slow|slower|veryslow)$"
+        )
+    )]
     pub preset: Option<String>,
     /// Audio bitrate of the mix. Unset: 192k.
     #[serde(default, skip_serializing_if = "Option::is_none")]

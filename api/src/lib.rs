@@ -14,9 +14,8 @@ pub mod timecode;
 pub mod transcription;
 
 pub use common::{
-    MediaSource,
-    NotifySpec, Requester, RetryPolicy, SecretKeyRef, TaskCommon, TaskPriority, TaskType, Timeouts,
-    VideoMetadata,
+    MediaSource, NotifySpec, Requester, RetryPolicy, SecretKeyRef, TaskCommon, TaskPriority,
+    TaskType, Timeouts, VideoMetadata,
 };
 pub use encoding::{EncodingTask, EncodingTaskSpec, Rendition};
 pub use pool::{GpuSpec, Placement, PoolTenant, RunnerPool, RunnerPoolSpec, RunnerPoolStatus};

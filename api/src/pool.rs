@@ -31,8 +31,17 @@ use crate::common::{TaskType, minutes};
     printcolumn(name = "Running", type_ = "integer", json_path = ".status.running"),
     printcolumn(name = "Queued", type_ = "integer", json_path = ".status.queued"),
     printcolumn(name = "Suspended", type_ = "boolean", json_path = ".spec.suspend"),
-    printcolumn(name = "Types", type_ = "string", json_path = ".spec.taskTypes", priority = 1),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Types",
+        type_ = "string",
+        json_path = ".spec.taskTypes",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = kube::core::Rule::new("!has(self.gpu) || self.gpu.nvenc || !self.taskTypes.exists(t, t == 'Encoding' || t == 'Studio')").message("a GPU pool without NVENC (H100, H200, A100) cannot run Encoding or Studio tasks: set gpu.nvenc only for GPUs that have it (L4, L40S, A10, T4) or drop those task types"))]
@@ -152,7 +161,10 @@ pub struct Placement {
 #[serde(rename_all = "camelCase")]
 pub struct PoolTenant {
     /// The tenant, as named in the webhook's token Secrets.
-    #[schemars(length(min = 1, max = 63), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
     pub name: String,
     /// Fair-share weight: with two tenants of weights 2 and 1 both waiting, the first gets
     /// about two thirds of the slots. Default 1.

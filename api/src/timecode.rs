@@ -40,9 +40,12 @@ impl FromStr for Timecode {
     type Err = TimecodeError;
 
     fn from_str(input: &str) -> Result<Self, Self::Err> {
-        let invalid = || TimecodeError { input: input.to_owned() };
+        let invalid = || TimecodeError {
+            input: input.to_owned(),
+        };
         let mut parts = input.split(':');
-        let (Some(h), Some(m), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+        let (Some(h), Some(m), Some(s), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
         else {
             return Err(invalid());
         };
@@ -76,7 +79,11 @@ impl FromStr for Timecode {
 impl fmt::Display for Timecode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let total_seconds = self.millis / 1000;
-        let (h, m, s) = (total_seconds / 3600, (total_seconds / 60) % 60, total_seconds % 60);
+        let (h, m, s) = (
+            total_seconds / 3600,
+            (total_seconds / 60) % 60,
+            total_seconds % 60,
+        );
         match self.millis % 1000 {
             0 => write!(f, "{h:02}:{m:02}:{s:02}"),
             ms => write!(f, "{h:02}:{m:02}:{s:02}.{ms:03}"),
@@ -128,14 +135,32 @@ mod tests {
             ("100:00:00.125", 360_000_125),
         ];
         for (text, millis) in cases {
-            assert_eq!(text.parse::<Timecode>(), Ok(Timecode::from_millis(millis)), "{text}");
+            assert_eq!(
+                text.parse::<Timecode>(),
+                Ok(Timecode::from_millis(millis)),
+                "{text}"
+            );
         }
     }
 
     #[test]
     fn rejects_malformed_timecodes() {
-        for text in ["", "7", "00:07", "00:60:00", "00:00:60", "0:0:7", "00:00:07.", "00:00:07.1234", "a:00:00", "00:00:07:00"] {
-            assert!(text.parse::<Timecode>().is_err(), "{text} should be rejected");
+        for text in [
+            "",
+            "7",
+            "00:07",
+            "00:60:00",
+            "00:00:60",
+            "0:0:7",
+            "00:00:07.",
+            "00:00:07.1234",
+            "a:00:00",
+            "00:00:07:00",
+        ] {
+            assert!(
+                text.parse::<Timecode>().is_err(),
+                "{text} should be rejected"
+            );
         }
     }
 
@@ -144,7 +169,10 @@ mod tests {
         let t: Timecode = "01:02:03.5".parse().expect("valid");
         assert_eq!(t.to_string(), "01:02:03.500");
         let json = serde_json::to_string(&t).expect("serialize");
-        assert_eq!(serde_json::from_str::<Timecode>(&json).expect("deserialize"), t);
+        assert_eq!(
+            serde_json::from_str::<Timecode>(&json).expect("deserialize"),
+            t
+        );
         assert!(serde_json::from_str::<Timecode>("\"12\"").is_err());
     }
 }

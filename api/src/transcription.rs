@@ -26,13 +26,36 @@ const LANGUAGE_PATTERN: &str = r"^(auto|[a-z]{2,3}([-_][A-Za-z0-9]{2,8})?)$";
     doc = "An Esup-Pod transcription job: source, languages, model, and the scheduling policy.",
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
     printcolumn(name = "Language", type_ = "string", json_path = ".spec.language"),
-    printcolumn(name = "Tenant", type_ = "string", json_path = ".spec.requester.tenant"),
+    printcolumn(
+        name = "Tenant",
+        type_ = "string",
+        json_path = ".spec.requester.tenant"
+    ),
     printcolumn(name = "Pool", type_ = "string", json_path = ".status.pool"),
-    printcolumn(name = "Position", type_ = "integer", json_path = ".status.queue.positionInPool", description = "Position in the pool's queue"),
+    printcolumn(
+        name = "Position",
+        type_ = "integer",
+        json_path = ".status.queue.positionInPool",
+        description = "Position in the pool's queue"
+    ),
     printcolumn(name = "Attempts", type_ = "integer", json_path = ".status.attempts"),
-    printcolumn(name = "Notified", type_ = "string", json_path = ".status.notification.state", priority = 1),
-    printcolumn(name = "Video", type_ = "string", json_path = ".spec.video.slug", priority = 1),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Notified",
+        type_ = "string",
+        json_path = ".status.notification.state",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Video",
+        type_ = "string",
+        json_path = ".spec.video.slug",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = kube::core::Rule::new("self == oldSelf").message("spec is immutable: submit a new task instead"))]

@@ -1,6 +1,8 @@
 //! The CRD schemas against full fixtures: every field is exercised, and the CEL rules accept
 //! the fixtures and refuse what they are meant to refuse (evaluated locally, no API server).
 
+#![allow(clippy::expect_used, clippy::unwrap_used)] // tests fail loudly by design
+
 use esup_api::{EncodingTask, RunnerPool, TranscriptionTask};
 use kube::CustomResourceExt;
 use kube::core::cel::{validate_cel, validate_cel_update};
@@ -13,7 +15,11 @@ fn fixture<T: serde::de::DeserializeOwned>(name: &str) -> T {
 }
 
 /// Upstream Kubernetes types whose own fields we do not require the fixtures to cover.
-const UPSTREAM: &[&str] = &["spec.placement.affinity", "spec.placement.tolerations", "spec.resources"];
+const UPSTREAM: &[&str] = &[
+    "spec.placement.affinity",
+    "spec.placement.tolerations",
+    "spec.resources",
+];
 
 /// Lists schema properties under `path` that `value` leaves unset.
 fn missing_fields(schema: &Value, value: &Value, path: &str, missing: &mut Vec<String>) {
@@ -22,14 +28,21 @@ fn missing_fields(schema: &Value, value: &Value, path: &str, missing: &mut Vec<S
     }
     if let Some(properties) = schema.get("properties").and_then(Value::as_object) {
         for (name, sub) in properties {
-            let sub_path = if path.is_empty() { name.clone() } else { format!("{path}.{name}") };
+            let sub_path = if path.is_empty() {
+                name.clone()
+            } else {
+                format!("{path}.{name}")
+            };
             match value.get(name) {
                 Some(v) if !v.is_null() => missing_fields(sub, v, &sub_path, missing),
                 _ => missing.push(sub_path),
             }
         }
     }
-    if let (Some(items), Some(first)) = (schema.get("items"), value.as_array().and_then(|a| a.first())) {
+    if let (Some(items), Some(first)) = (
+        schema.get("items"),
+        value.as_array().and_then(|a| a.first()),
+    ) {
         missing_fields(items, first, path, missing);
     }
 }
@@ -43,7 +56,11 @@ fn assert_covers_every_spec_field<K: CustomResourceExt + serde::Serialize>(objec
     let value = serde_json::to_value(object).expect("serializes");
     let mut missing = Vec::new();
     missing_fields(&spec_schema::<K>(), &value["spec"], "spec", &mut missing);
-    assert!(missing.is_empty(), "fixture of {} leaves unset: {missing:?}", K::crd_name());
+    assert!(
+        missing.is_empty(),
+        "fixture of {} leaves unset: {missing:?}",
+        K::crd_name()
+    );
 }
 
 #[test]
@@ -55,8 +72,10 @@ fn fixtures_set_every_spec_field() {
 
 #[test]
 fn fixtures_pass_every_cel_rule() {
-    validate_cel(&fixture::<EncodingTask>("encodingtask-full.yaml")).expect("encoding fixture valid");
-    validate_cel(&fixture::<TranscriptionTask>("transcriptiontask-full.yaml")).expect("transcription fixture valid");
+    validate_cel(&fixture::<EncodingTask>("encodingtask-full.yaml"))
+        .expect("encoding fixture valid");
+    validate_cel(&fixture::<TranscriptionTask>("transcriptiontask-full.yaml"))
+        .expect("transcription fixture valid");
     validate_cel(&fixture::<RunnerPool>("runnerpool-full.yaml")).expect("pool fixture valid");
 }
 
@@ -119,5 +138,8 @@ fn minimal_objects_get_the_documented_defaults() {
     .expect("minimal task");
     assert_eq!(task.spec.source_language, "auto");
     assert_eq!(task.spec.common.retry.max_attempts, 3);
-    assert_eq!(task.spec.common.timeouts.execution, "5h".parse::<kube::core::Duration>().expect("duration"));
+    assert_eq!(
+        task.spec.common.timeouts.execution,
+        "5h".parse::<kube::core::Duration>().expect("duration")
+    );
 }

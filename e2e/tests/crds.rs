@@ -2,6 +2,8 @@
 //! a real API server, every field of every kind survives a round trip, and the server's schema
 //! and CEL rules refuse invalid objects with a clear message.
 
+#![allow(clippy::expect_used, clippy::unwrap_used)] // tests fail loudly by design
+
 use std::time::Duration;
 
 use esup_api::{EncodingTask, RunnerPool, TranscriptionTask};
@@ -15,18 +17,30 @@ use serde::de::DeserializeOwned;
 const FIELD_MANAGER: &str = "esup-e2e";
 
 fn fixture<T: DeserializeOwned>(name: &str) -> T {
-    let path = format!("{}/../api/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
-    serde_yaml::from_str(&std::fs::read_to_string(&path).expect("fixture readable")).expect("fixture parses")
+    let path = format!(
+        "{}/../api/tests/fixtures/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    serde_yaml::from_str(&std::fs::read_to_string(&path).expect("fixture readable"))
+        .expect("fixture parses")
 }
 
 async fn install_crds(client: &Client) {
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     for crd in esup_operator::crdgen::definitions() {
         let name = crd.name_any();
-        crds.patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&crd))
-            .await
-            .expect("CRD applies");
-        let established = kube::runtime::wait::await_condition(crds.clone(), &name, kube::runtime::wait::conditions::is_crd_established());
+        crds.patch(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&crd),
+        )
+        .await
+        .expect("CRD applies");
+        let established = kube::runtime::wait::await_condition(
+            crds.clone(),
+            &name,
+            kube::runtime::wait::conditions::is_crd_established(),
+        );
         tokio::time::timeout(Duration::from_secs(30), established)
             .await
             .expect("CRD established in time")
@@ -36,9 +50,14 @@ async fn install_crds(client: &Client) {
 
 async fn fresh_namespace(client: &Client, name: &str) -> String {
     let namespaces: Api<Namespace> = Api::all(client.clone());
-    let ns: Namespace = serde_json::from_value(serde_json::json!({"metadata": {"name": name}})).expect("namespace");
+    let ns: Namespace =
+        serde_json::from_value(serde_json::json!({"metadata": {"name": name}})).expect("namespace");
     namespaces
-        .patch(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&ns))
+        .patch(
+            name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&ns),
+        )
         .await
         .expect("namespace applies");
     name.to_owned()
@@ -54,10 +73,16 @@ where
     let name = object.name_any();
     let _ = api.delete(&name, &DeleteParams::default()).await;
     wait_gone(api, &name).await;
-    let created = api.create(&PostParams::default(), &object).await.expect("create");
+    let created = api
+        .create(&PostParams::default(), &object)
+        .await
+        .expect("create");
     let spec_sent = serde_json::to_value(&object).expect("ser")["spec"].clone();
     let spec_back = serde_json::to_value(&created).expect("ser")["spec"].clone();
-    assert_eq!(spec_back, spec_sent, "{name}: the server changed or pruned spec fields");
+    assert_eq!(
+        spec_back, spec_sent,
+        "{name}: the server changed or pruned spec fields"
+    );
     if let Some(status) = status {
         let patch = serde_json::json!({"status": status});
         let updated = api
@@ -65,12 +90,18 @@ where
             .await
             .expect("status patch");
         let status_back = serde_json::to_value(&updated).expect("ser")["status"].clone();
-        assert_eq!(status_back, status, "{name}: the server changed or pruned status fields");
+        assert_eq!(
+            status_back, status,
+            "{name}: the server changed or pruned status fields"
+        );
     }
     let read: K = api.get(&name).await.expect("get");
     *object.meta_mut() = read.meta().clone();
     let read_value = serde_json::to_value(&read).expect("ser");
-    assert_eq!(serde_json::from_value::<K>(read_value).expect("typed read"), read);
+    assert_eq!(
+        serde_json::from_value::<K>(read_value).expect("typed read"),
+        read
+    );
 }
 
 async fn wait_gone<K>(api: &Api<K>, name: &str)
@@ -131,22 +162,38 @@ fn rejection_message(err: kube::Error) -> String {
 
 #[tokio::test]
 async fn crds_round_trip_and_refuse_invalid_objects() {
-    let client = Client::try_default().await.expect("KUBECONFIG of the local cluster (run e2e/cluster/up)");
+    let client = Client::try_default()
+        .await
+        .expect("KUBECONFIG of the local cluster (run e2e/cluster/up)");
     install_crds(&client).await;
     let ns = fresh_namespace(&client, "esup-e2e-crds").await;
 
     let encodings: Api<EncodingTask> = Api::namespaced(client.clone(), &ns);
     let transcriptions: Api<TranscriptionTask> = Api::namespaced(client.clone(), &ns);
     let pools: Api<RunnerPool> = Api::all(client.clone());
-    round_trip(&encodings, fixture("encodingtask-full.yaml"), Some(task_status())).await;
-    round_trip(&transcriptions, fixture("transcriptiontask-full.yaml"), Some(task_status())).await;
+    round_trip(
+        &encodings,
+        fixture("encodingtask-full.yaml"),
+        Some(task_status()),
+    )
+    .await;
+    round_trip(
+        &transcriptions,
+        fixture("transcriptiontask-full.yaml"),
+        Some(task_status()),
+    )
+    .await;
     round_trip(&pools, fixture("runnerpool-full.yaml"), Some(pool_status())).await;
 
     // CEL: the spec of a task cannot change once submitted.
     let task: EncodingTask = fixture("encodingtask-full.yaml");
     let patch = serde_json::json!({"spec": {"priority": "Low"}});
     let err = encodings
-        .patch(&task.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+        .patch(
+            &task.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
         .await
         .expect_err("spec change refused");
     let message = rejection_message(err);
@@ -154,16 +201,32 @@ async fn crds_round_trip_and_refuse_invalid_objects() {
 
     // CEL: a GPU pool without NVENC cannot take encoding.
     let mut pool: RunnerPool = fixture("runnerpool-full.yaml");
-    pool.metadata = kube::api::ObjectMeta { name: Some("h100-encoding".into()), ..Default::default() };
+    pool.metadata = kube::api::ObjectMeta {
+        name: Some("h100-encoding".into()),
+        ..Default::default()
+    };
     pool.spec.gpu.as_mut().expect("gpu").nvenc = false;
-    let message = rejection_message(pools.create(&PostParams::default(), &pool).await.expect_err("refused"));
+    let message = rejection_message(
+        pools
+            .create(&PostParams::default(), &pool)
+            .await
+            .expect_err("refused"),
+    );
     assert!(message.contains("without NVENC"), "{message}");
 
     // Schema: a malformed URL and an unknown enum value are named in the message.
     let mut bad: TranscriptionTask = fixture("transcriptiontask-full.yaml");
-    bad.metadata = kube::api::ObjectMeta { name: Some("bad-url".into()), ..Default::default() };
+    bad.metadata = kube::api::ObjectMeta {
+        name: Some("bad-url".into()),
+        ..Default::default()
+    };
     bad.spec.source.url = "ftp://10.0.0.5/x.mp3".into();
-    let message = rejection_message(transcriptions.create(&PostParams::default(), &bad).await.expect_err("refused"));
+    let message = rejection_message(
+        transcriptions
+            .create(&PostParams::default(), &bad)
+            .await
+            .expect_err("refused"),
+    );
     assert!(message.contains("spec.source.url"), "{message}");
 
     let raw = serde_json::json!({
@@ -171,10 +234,21 @@ async fn crds_round_trip_and_refuse_invalid_objects() {
         "metadata": {"name": "bad-type"},
         "spec": {"taskTypes": ["Mining"], "maxConcurrency": 1}
     });
-    let dynamic: Api<kube::api::DynamicObject> = Api::all_with(client.clone(), &kube::api::ApiResource::erase::<RunnerPool>(&()));
+    let dynamic: Api<kube::api::DynamicObject> = Api::all_with(
+        client.clone(),
+        &kube::api::ApiResource::erase::<RunnerPool>(&()),
+    );
     let obj: kube::api::DynamicObject = serde_json::from_value(raw).expect("dynamic");
-    let message = rejection_message(dynamic.create(&PostParams::default(), &obj).await.expect_err("refused"));
-    assert!(message.contains("spec.taskTypes[0]") && message.contains("Mining"), "{message}");
+    let message = rejection_message(
+        dynamic
+            .create(&PostParams::default(), &obj)
+            .await
+            .expect_err("refused"),
+    );
+    assert!(
+        message.contains("spec.taskTypes[0]") && message.contains("Mining"),
+        "{message}"
+    );
 
     for name in [task.name_any()] {
         let _ = encodings.delete(&name, &DeleteParams::default()).await;

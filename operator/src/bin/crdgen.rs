@@ -25,7 +25,11 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let outcome = if check { check_dir(&dir, &files) } else { write_dir(&dir, &files) };
+    let outcome = if check {
+        check_dir(&dir, &files)
+    } else {
+        write_dir(&dir, &files)
+    };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
@@ -39,7 +43,8 @@ fn write_dir(dir: &Path, files: &[CrdFile]) -> Result<(), String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     for file in files {
         let path = dir.join(&file.file_name);
-        std::fs::write(&path, &file.yaml).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        std::fs::write(&path, &file.yaml)
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
         println!("wrote {}", path.display());
     }
     Ok(())
@@ -48,7 +53,12 @@ fn write_dir(dir: &Path, files: &[CrdFile]) -> Result<(), String> {
 fn check_dir(dir: &Path, files: &[CrdFile]) -> Result<(), String> {
     let stale: Vec<String> = files
         .iter()
-        .filter(|file| std::fs::read_to_string(dir.join(&file.file_name)).ok().as_deref() != Some(file.yaml.as_str()))
+        .filter(|file| {
+            std::fs::read_to_string(dir.join(&file.file_name))
+                .ok()
+                .as_deref()
+                != Some(file.yaml.as_str())
+        })
         .map(|file| dir.join(&file.file_name).display().to_string())
         .collect();
     if stale.is_empty() {

@@ -1,0 +1,51 @@
+# esup-runner-operator. `make test` and `make demo` work on a fresh machine: every install step
+# lives in the scripts they call. Build caches stay outside the checkout, keyed by version.
+
+SHELL := /bin/bash
+ESUP_CACHE_DIR ?= $(HOME)/.cache/esup-runner
+export CARGO_TARGET_DIR ?= $(ESUP_CACHE_DIR)/cargo-target
+ESUP_CLUSTER_DIR ?= /var/lib/esup-cluster
+export KUBECONFIG := $(ESUP_CLUSTER_DIR)/kubeconfig
+CARGO ?= cargo
+
+.PHONY: test lint unit crds crds-check integration cluster-up cluster-down demo demo-down toolchain
+
+## test: formatting, clippy, unit tests, CRD drift, then integration tests on the local cluster
+test: lint unit crds-check integration
+
+toolchain:
+	@command -v $(CARGO) >/dev/null || { echo "cargo not found: install Rust (rustup)"; exit 1; }
+	@rustup component list --installed 2>/dev/null | grep -q rustfmt || rustup component add rustfmt clippy
+
+lint: toolchain
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+
+unit: toolchain
+	$(CARGO) test --workspace --locked --exclude esup-e2e
+
+## crds: regenerate crds/ from api/ (commit the result)
+crds:
+	$(CARGO) run --locked -q -p esup-operator --bin crdgen -- crds
+
+crds-check:
+	$(CARGO) run --locked -q -p esup-operator --bin crdgen -- --check crds
+
+cluster-up:
+	e2e/cluster/up
+
+cluster-down:
+	e2e/cluster/down
+
+integration: cluster-up
+	$(CARGO) test --locked -p esup-e2e -- --test-threads=1
+
+## demo: for now, bring up the local cluster, install the CRDs and an example pool
+demo: cluster-up crds
+	$(ESUP_CACHE_DIR)/bin/kubectl apply --server-side --field-manager=esup-demo -f crds/
+	$(ESUP_CACHE_DIR)/bin/kubectl wait --for=condition=Established --timeout=60s -f crds/
+	$(ESUP_CACHE_DIR)/bin/kubectl apply --server-side --field-manager=esup-demo -f docs/examples/
+	$(ESUP_CACHE_DIR)/bin/kubectl get nodes -o wide
+	$(ESUP_CACHE_DIR)/bin/kubectl get runnerpools,encodingtasks,transcriptiontasks -A
+
+demo-down: cluster-down
