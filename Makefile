@@ -37,7 +37,9 @@ cluster-up:
 cluster-down:
 	e2e/cluster/down
 
+## integration: the cluster smoke test (GPU Job, DNS, Services), then the Rust integration tests
 integration: cluster-up
+	e2e/cluster/smoke
 	$(CARGO) test --locked -p esup-e2e -- --test-threads=1
 
 ## demo: for now, bring up the local cluster, install the CRDs and an example pool
