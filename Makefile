@@ -43,7 +43,7 @@ integration: cluster-up
 	$(CARGO) test --locked -p esup-e2e -- --test-threads=1
 
 ## demo: for now, bring up the local cluster, install the CRDs and an example pool
-demo: cluster-up crds
+demo: cluster-up
 	$(ESUP_CACHE_DIR)/bin/kubectl apply --server-side --field-manager=esup-demo -f crds/
 	$(ESUP_CACHE_DIR)/bin/kubectl wait --for=condition=Established --timeout=60s -f crds/
 	$(ESUP_CACHE_DIR)/bin/kubectl apply --server-side --field-manager=esup-demo -f docs/examples/

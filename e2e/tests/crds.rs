@@ -150,6 +150,25 @@ fn pool_status() -> serde_json::Value {
     })
 }
 
+/// `object` under another name, so that it can be created beside the fixture itself.
+fn renamed<K: Resource>(mut object: K, name: &str) -> K {
+    object.meta_mut().name = Some(name.to_owned());
+    object.meta_mut().namespace = None;
+    object
+}
+
+/// Creates `object`, expecting the API server to refuse it; returns the server's message.
+async fn refused_create<K>(api: &Api<K>, object: &K) -> String
+where
+    K: Resource + Clone + DeserializeOwned + Serialize + std::fmt::Debug,
+{
+    let err = api
+        .create(&PostParams::default(), object)
+        .await
+        .expect_err("the API server should refuse this object");
+    rejection_message(err)
+}
+
 fn rejection_message(err: kube::Error) -> String {
     match err {
         kube::Error::Api(status) => {
@@ -200,33 +219,15 @@ async fn crds_round_trip_and_refuse_invalid_objects() {
     assert!(message.contains("spec is immutable"), "{message}");
 
     // CEL: a GPU pool without NVENC cannot take encoding.
-    let mut pool: RunnerPool = fixture("runnerpool-full.yaml");
-    pool.metadata = kube::api::ObjectMeta {
-        name: Some("h100-encoding".into()),
-        ..Default::default()
-    };
+    let mut pool: RunnerPool = renamed(fixture("runnerpool-full.yaml"), "h100-encoding");
     pool.spec.gpu.as_mut().expect("gpu").nvenc = false;
-    let message = rejection_message(
-        pools
-            .create(&PostParams::default(), &pool)
-            .await
-            .expect_err("refused"),
-    );
+    let message = refused_create(&pools, &pool).await;
     assert!(message.contains("without NVENC"), "{message}");
 
     // Schema: a malformed URL and an unknown enum value are named in the message.
-    let mut bad: TranscriptionTask = fixture("transcriptiontask-full.yaml");
-    bad.metadata = kube::api::ObjectMeta {
-        name: Some("bad-url".into()),
-        ..Default::default()
-    };
+    let mut bad: TranscriptionTask = renamed(fixture("transcriptiontask-full.yaml"), "bad-url");
     bad.spec.source.url = "ftp://10.0.0.5/x.mp3".into();
-    let message = rejection_message(
-        transcriptions
-            .create(&PostParams::default(), &bad)
-            .await
-            .expect_err("refused"),
-    );
+    let message = refused_create(&transcriptions, &bad).await;
     assert!(message.contains("spec.source.url"), "{message}");
 
     let raw = serde_json::json!({
@@ -250,8 +251,8 @@ async fn crds_round_trip_and_refuse_invalid_objects() {
         "{message}"
     );
 
-    for name in [task.name_any()] {
-        let _ = encodings.delete(&name, &DeleteParams::default()).await;
-    }
+    let _ = encodings
+        .delete(&task.name_any(), &DeleteParams::default())
+        .await;
     let _ = pools.delete("local-l4", &DeleteParams::default()).await;
 }
