@@ -254,5 +254,9 @@ async fn crds_round_trip_and_refuse_invalid_objects() {
     let _ = encodings
         .delete(&task.name_any(), &DeleteParams::default())
         .await;
+    let transcription: TranscriptionTask = fixture("transcriptiontask-full.yaml");
+    let _ = transcriptions
+        .delete(&transcription.name_any(), &DeleteParams::default())
+        .await;
     let _ = pools.delete("local-l4", &DeleteParams::default()).await;
 }
