@@ -9,6 +9,7 @@ pub mod common;
 pub mod conditions;
 pub mod encoding;
 pub mod pool;
+pub mod runner;
 pub mod status;
 pub mod timecode;
 pub mod transcription;

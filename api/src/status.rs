@@ -63,6 +63,10 @@ pub struct TaskStatus {
     /// Attempts charged so far (evictions and preemptions are not charged).
     #[serde(default)]
     pub attempts: u32,
+    /// Jobs launched so far, charged or not. The n-th Job of a task is named after n, so a
+    /// restarted operator recreates a missing Job under the same name instead of a second one.
+    #[serde(default)]
+    pub launches: u32,
     /// The latest attempts, oldest first (at most 10 kept).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 10))]

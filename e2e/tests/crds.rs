@@ -127,6 +127,7 @@ fn task_status() -> serde_json::Value {
         "jobName": "enc-2f53b18a-1",
         "nodeName": "esup-node-0",
         "attempts": 2,
+        "launches": 3,
         "attemptHistory": [{"pool": "local-l4", "jobName": "enc-2f53b18a-0", "nodeName": "esup-node-0", "startTime": "2026-11-23T09:00:00Z", "finishTime": "2026-11-23T09:10:00Z", "reason": "OOMKilled", "message": "runner exceeded 8Gi", "charged": true}],
         "queue": {"positionInPool": 3, "positionOverall": 7, "pool": "local-l4", "estimatedStartTime": "2026-11-23T09:20:00Z"},
         "queuedTime": "2026-11-23T08:59:00Z",

@@ -1,0 +1,263 @@
+//! Task status as the operator owns it: phase, conditions with stable transition times, and
+//! the split between the fields it writes and those the webhook writes.
+
+use esup_api::conditions::{reason, task as cond};
+use esup_api::{TaskPhase, TaskStatus};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::jiff::Timestamp;
+
+/// Condition types the operator owns; `Notified` belongs to the webhook.
+pub const OWNED_CONDITIONS: [&str; 6] = [
+    cond::QUEUED,
+    cond::ADMITTED,
+    cond::RUNNING,
+    cond::SUCCEEDED,
+    cond::FAILED,
+    cond::TIMED_OUT,
+];
+
+/// Sets a condition, keeping its `lastTransitionTime` unless its status flips, so that
+/// `kubectl wait` and alerts see real transitions only.
+pub fn set_condition(
+    conditions: &mut Vec<Condition>,
+    type_: &str,
+    status: bool,
+    reason: &str,
+    message: &str,
+    now: Timestamp,
+    generation: Option<i64>,
+) {
+    let status = if status { "True" } else { "False" };
+    let transition = conditions
+        .iter()
+        .find(|c| c.type_ == type_ && c.status == status)
+        .map_or(Time(now), |c| c.last_transition_time.clone());
+    conditions.retain(|c| c.type_ != type_);
+    conditions.push(Condition {
+        type_: type_.to_owned(),
+        status: status.to_owned(),
+        reason: reason.to_owned(),
+        message: message.to_owned(),
+        last_transition_time: transition,
+        observed_generation: generation,
+    });
+    conditions.sort_by_key(|c| condition_rank(&c.type_));
+}
+
+fn condition_rank(type_: &str) -> usize {
+    OWNED_CONDITIONS
+        .iter()
+        .position(|t| *t == type_)
+        .unwrap_or(OWNED_CONDITIONS.len())
+}
+
+pub fn condition<'a>(status: &'a TaskStatus, type_: &str) -> Option<&'a Condition> {
+    status.conditions.iter().find(|c| c.type_ == type_)
+}
+
+pub fn is_true(status: &TaskStatus, type_: &str) -> bool {
+    condition(status, type_).is_some_and(|c| c.status == "True")
+}
+
+/// Puts the task in `phase`, with the conditions that phase implies. `reason` and `message`
+/// describe the phase's own condition (Queued, Admitted, Running or the terminal one).
+pub fn enter_phase(
+    status: &mut TaskStatus,
+    phase: TaskPhase,
+    why: &str,
+    message: &str,
+    now: Timestamp,
+    generation: Option<i64>,
+) {
+    status.phase = phase;
+    status.observed_generation = generation;
+    let c = &mut status.conditions;
+    let mut set =
+        |t: &str, on: bool, r: &str, m: &str| set_condition(c, t, on, r, m, now, generation);
+    match phase {
+        TaskPhase::Pending | TaskPhase::Queued => {
+            set(cond::QUEUED, true, why, message);
+            set(cond::ADMITTED, false, why, "");
+            set(cond::RUNNING, false, why, "");
+        }
+        TaskPhase::Admitted => {
+            set(cond::QUEUED, false, reason::JOB_CREATED, "");
+            set(cond::ADMITTED, true, why, message);
+            set(
+                cond::RUNNING,
+                false,
+                why,
+                "the runner pod has not started yet",
+            );
+        }
+        TaskPhase::Running => {
+            set(cond::QUEUED, false, reason::JOB_CREATED, "");
+            set(cond::ADMITTED, true, reason::JOB_CREATED, "");
+            set(cond::RUNNING, true, why, message);
+        }
+        TaskPhase::Succeeded => {
+            set(cond::QUEUED, false, why, "");
+            set(cond::RUNNING, false, why, "");
+            set(cond::SUCCEEDED, true, why, message);
+        }
+        TaskPhase::Failed => {
+            set(cond::QUEUED, false, why, "");
+            set(cond::RUNNING, false, why, "");
+            set(cond::FAILED, true, why, message);
+        }
+        TaskPhase::TimedOut => {
+            set(cond::QUEUED, false, why, "");
+            set(cond::RUNNING, false, why, "");
+            set(cond::TIMED_OUT, true, why, message);
+        }
+    }
+}
+
+/// The part of a status the operator writes with server-side apply. Fields it leaves out
+/// (progress, result, notification, the Notified condition) belong to the webhook.
+pub fn operator_owned(status: &TaskStatus) -> TaskStatus {
+    TaskStatus {
+        conditions: status
+            .conditions
+            .iter()
+            .filter(|c| OWNED_CONDITIONS.contains(&c.type_.as_str()))
+            .cloned()
+            .collect(),
+        progress: None,
+        result: None,
+        notification: None,
+        ..status.clone()
+    }
+}
+
+/// When the current queueing episode began: the Queued condition's last transition to True
+/// (a retry starts a new episode), else the first time the task was queued.
+pub fn queued_since(status: &TaskStatus) -> Option<Timestamp> {
+    condition(status, cond::QUEUED)
+        .filter(|c| c.status == "True")
+        .map(|c| c.last_transition_time.0)
+        .or_else(|| status.queued_time.as_ref().map(|t| t.0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ts(s: i64) -> Timestamp {
+        Timestamp::from_second(s).unwrap()
+    }
+
+    #[test]
+    fn transition_time_moves_only_when_status_flips() {
+        let mut status = TaskStatus::default();
+        enter_phase(
+            &mut status,
+            TaskPhase::Queued,
+            "WaitingForCapacity",
+            "",
+            ts(10),
+            Some(1),
+        );
+        enter_phase(
+            &mut status,
+            TaskPhase::Queued,
+            "TenantCapReached",
+            "",
+            ts(20),
+            Some(1),
+        );
+        let queued = condition(&status, cond::QUEUED).unwrap();
+        assert_eq!(queued.last_transition_time.0, ts(10));
+        assert_eq!(queued.reason, "TenantCapReached");
+        enter_phase(
+            &mut status,
+            TaskPhase::Admitted,
+            "JobCreated",
+            "",
+            ts(30),
+            Some(1),
+        );
+        assert_eq!(
+            condition(&status, cond::QUEUED)
+                .unwrap()
+                .last_transition_time
+                .0,
+            ts(30)
+        );
+        assert_eq!(
+            queued_since(&status),
+            status.queued_time.as_ref().map(|t| t.0)
+        );
+        enter_phase(
+            &mut status,
+            TaskPhase::Queued,
+            "BackingOff",
+            "",
+            ts(40),
+            Some(1),
+        );
+        assert_eq!(queued_since(&status), Some(ts(40)));
+    }
+
+    #[test]
+    fn terminal_phases_set_exactly_one_terminal_condition() {
+        for (phase, type_) in [
+            (TaskPhase::Succeeded, cond::SUCCEEDED),
+            (TaskPhase::Failed, cond::FAILED),
+            (TaskPhase::TimedOut, cond::TIMED_OUT),
+        ] {
+            let mut status = TaskStatus::default();
+            enter_phase(
+                &mut status,
+                TaskPhase::Running,
+                "PodRunning",
+                "",
+                ts(1),
+                None,
+            );
+            enter_phase(&mut status, phase, "Why", "msg", ts(2), None);
+            let terminal: Vec<_> = status
+                .conditions
+                .iter()
+                .filter(|c| c.status == "True")
+                .map(|c| c.type_.as_str())
+                .filter(|t| [cond::SUCCEEDED, cond::FAILED, cond::TIMED_OUT].contains(t))
+                .collect();
+            assert_eq!(terminal, [type_]);
+            assert!(!is_true(&status, cond::RUNNING));
+        }
+    }
+
+    #[test]
+    fn owned_part_leaves_the_webhooks_fields_out() {
+        let mut status = TaskStatus::default();
+        enter_phase(
+            &mut status,
+            TaskPhase::Succeeded,
+            "Completed",
+            "",
+            ts(1),
+            None,
+        );
+        set_condition(
+            &mut status.conditions,
+            cond::NOTIFIED,
+            true,
+            "Delivered",
+            "",
+            ts(2),
+            None,
+        );
+        status.result = Some(esup_api::status::TaskResult {
+            outcome: esup_api::TaskOutcome::Completed,
+            error_message: None,
+            files: vec![],
+            hardware: None,
+            report_time: Time(ts(1)),
+        });
+        let owned = operator_owned(&status);
+        assert!(owned.result.is_none());
+        assert!(condition(&owned, cond::NOTIFIED).is_none());
+        assert!(is_true(&owned, cond::SUCCEEDED));
+    }
+}
