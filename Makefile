@@ -38,8 +38,11 @@ cluster-down:
 	e2e/cluster/down
 
 ## integration: the cluster smoke test (GPU Job, DNS, Services), then the Rust integration tests
+## (the operator runs as a child process with the stand-in runner image)
 integration: cluster-up
 	e2e/cluster/smoke
+	e2e/images/build-runner-standin
+	$(CARGO) build --locked -p esup-operator --bin esup-operator
 	$(CARGO) test --locked -p esup-e2e -- --test-threads=1
 
 ## demo: for now, bring up the local cluster, install the CRDs and an example pool

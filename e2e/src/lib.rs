@@ -1,1 +1,224 @@
-//! Tests live in `tests/`; they need the local cluster (`e2e/cluster/up`) and its KUBECONFIG.
+//! Harness of the integration tests: access to the local cluster (`e2e/cluster/up`), the
+//! operator binary run as a child process (so that tests can SIGKILL it), and a stand-in for
+//! the webhook's runner callbacks that counts how often each task really ran.
+
+#![allow(clippy::expect_used, clippy::unwrap_used)] // test harness: fail loudly
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, Patch, PatchParams};
+use kube::{Client, ResourceExt};
+use warp::Filter;
+
+pub const FIELD_MANAGER: &str = "esup-e2e";
+
+/// The stand-in runner image (`e2e/images/build-runner-standin`).
+pub const STANDIN_IMAGE: &str = "esup.local/esup-runner-standin:dev";
+
+pub async fn client() -> Client {
+    Client::try_default()
+        .await
+        .expect("KUBECONFIG points at the local cluster (make integration sets it)")
+}
+
+pub async fn install_crds(client: &Client) {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for crd in esup_operator::crdgen::definitions() {
+        let name = crd.name_any();
+        crds.patch(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&crd),
+        )
+        .await
+        .expect("CRD applies");
+        let established = kube::runtime::wait::await_condition(
+            crds.clone(),
+            &name,
+            kube::runtime::wait::conditions::is_crd_established(),
+        );
+        tokio::time::timeout(Duration::from_secs(30), established)
+            .await
+            .expect("CRD established in time")
+            .expect("watch CRD");
+    }
+}
+
+pub async fn fresh_namespace(client: &Client, name: &str) -> String {
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let ns: Namespace =
+        serde_json::from_value(serde_json::json!({"metadata": {"name": name}})).expect("namespace");
+    namespaces
+        .patch(
+            name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&ns),
+        )
+        .await
+        .expect("namespace applies");
+    name.to_owned()
+}
+
+/// Polls `check` every 250 ms until it returns Some, or panics after `timeout` with `what`.
+pub async fn wait_for<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// The `esup-operator` binary: `$ESUP_OPERATOR_BIN`, else the workspace's target directory.
+pub fn operator_binary() -> PathBuf {
+    if let Ok(path) = std::env::var("ESUP_OPERATOR_BIN") {
+        return PathBuf::from(path);
+    }
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    let path = target.join("debug/esup-operator");
+    assert!(
+        path.exists(),
+        "{} missing: run `cargo build -p esup-operator --bin esup-operator` (make integration does)",
+        path.display()
+    );
+    path
+}
+
+/// A running operator process, killed (SIGKILL) when dropped.
+pub struct OperatorProcess {
+    child: tokio::process::Child,
+    pub identity: String,
+}
+
+impl OperatorProcess {
+    /// Starts the operator with its own Lease, the stand-in runner image and `callback_base`.
+    pub fn start(lease: &str, identity: &str, callback_base: &str) -> Self {
+        let log_dir = std::env::temp_dir().join("esup-e2e-logs");
+        std::fs::create_dir_all(&log_dir).expect("log dir");
+        let log = std::fs::File::create(log_dir.join(format!("{identity}.log"))).expect("log file");
+        let child = tokio::process::Command::new(operator_binary())
+            .args([
+                "--runner-image",
+                STANDIN_IMAGE,
+                "--namespace",
+                "esup-system",
+            ])
+            .args(["--lease-name", lease, "--identity", identity])
+            .args([
+                "--callback-base-url",
+                callback_base,
+                "--listen",
+                "127.0.0.1:0",
+            ])
+            .args(["--job-ttl-seconds", "600"])
+            .env("RUST_LOG", "info,esup_operator=debug,kube=warn")
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("operator starts");
+        Self {
+            child,
+            identity: identity.to_owned(),
+        }
+    }
+
+    /// SIGKILL: no shutdown hook runs, the Lease is not released.
+    pub async fn kill(mut self) {
+        self.child.kill().await.expect("kill operator");
+    }
+}
+
+/// One POST the stand-in runner made when it started.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunnerStart {
+    pub launch: String,
+    pub pool: String,
+    pub token: String,
+}
+
+/// Stands in for the webhook's runner callbacks: records each runner start, by task name.
+#[derive(Clone)]
+pub struct CallbackRecorder {
+    pub base_url: String,
+    starts: Arc<Mutex<BTreeMap<String, Vec<RunnerStart>>>>,
+}
+
+impl CallbackRecorder {
+    /// Listens on the pod network's gateway (the host side of the cluster bridge), which
+    /// runner pods reach directly.
+    pub async fn start() -> Self {
+        let gateway = std::env::var("ESUP_POD_GATEWAY").unwrap_or_else(|_| "10.244.0.1".to_owned());
+        let starts: Arc<Mutex<BTreeMap<String, Vec<RunnerStart>>>> = Arc::default();
+        let recorded = starts.clone();
+        let route = warp::post()
+            .and(warp::path!(
+                "runner" / "v1" / String / String / String / "started"
+            ))
+            .and(warp::header::optional::<String>("authorization"))
+            .and(warp::body::form::<BTreeMap<String, String>>())
+            .map(
+                move |_plural: String,
+                      _ns: String,
+                      name: String,
+                      auth: Option<String>,
+                      form: BTreeMap<String, String>| {
+                    let start = RunnerStart {
+                        launch: form.get("launch").cloned().unwrap_or_default(),
+                        pool: form.get("pool").cloned().unwrap_or_default(),
+                        token: auth
+                            .unwrap_or_default()
+                            .trim_start_matches("Bearer ")
+                            .to_owned(),
+                    };
+                    recorded
+                        .lock()
+                        .unwrap()
+                        .entry(name)
+                        .or_default()
+                        .push(start);
+                    "ok"
+                },
+            );
+        let addr: SocketAddr = format!("{gateway}:0").parse().expect("gateway address");
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .expect("bind on the pod network gateway (is the local cluster up?)");
+        let bound = listener.local_addr().expect("bound address");
+        tokio::spawn(warp::serve(route).incoming(listener).run());
+        Self {
+            base_url: format!("http://{bound}"),
+            starts,
+        }
+    }
+
+    pub fn starts(&self, task: &str) -> Vec<RunnerStart> {
+        self.starts
+            .lock()
+            .unwrap()
+            .get(task)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    pub fn all(&self) -> BTreeMap<String, Vec<RunnerStart>> {
+        self.starts.lock().unwrap().clone()
+    }
+}

@@ -7,14 +7,11 @@
 use std::time::Duration;
 
 use esup_api::{EncodingTask, RunnerPool, TranscriptionTask};
-use k8s_openapi::api::core::v1::Namespace;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use esup_e2e::{fresh_namespace, install_crds};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-
-const FIELD_MANAGER: &str = "esup-e2e";
 
 fn fixture<T: DeserializeOwned>(name: &str) -> T {
     let path = format!(
@@ -23,44 +20,6 @@ fn fixture<T: DeserializeOwned>(name: &str) -> T {
     );
     serde_yaml::from_str(&std::fs::read_to_string(&path).expect("fixture readable"))
         .expect("fixture parses")
-}
-
-async fn install_crds(client: &Client) {
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    for crd in esup_operator::crdgen::definitions() {
-        let name = crd.name_any();
-        crds.patch(
-            &name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&crd),
-        )
-        .await
-        .expect("CRD applies");
-        let established = kube::runtime::wait::await_condition(
-            crds.clone(),
-            &name,
-            kube::runtime::wait::conditions::is_crd_established(),
-        );
-        tokio::time::timeout(Duration::from_secs(30), established)
-            .await
-            .expect("CRD established in time")
-            .expect("watch CRD");
-    }
-}
-
-async fn fresh_namespace(client: &Client, name: &str) -> String {
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    let ns: Namespace =
-        serde_json::from_value(serde_json::json!({"metadata": {"name": name}})).expect("namespace");
-    namespaces
-        .patch(
-            name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&ns),
-        )
-        .await
-        .expect("namespace applies");
-    name.to_owned()
 }
 
 /// Creates `object` (spec), writes its status through the status subresource when given, and

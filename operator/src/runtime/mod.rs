@@ -51,8 +51,8 @@ pub struct Config {
     pub write_concurrency: usize,
     /// A queued task's position is rewritten at most this often.
     pub position_refresh: Duration,
-    /// Position-only writes per pass, so that a deep queue cannot crowd out admissions.
-    pub position_writes_per_pass: usize,
+    /// Position-only writes per second, so that a deep queue cannot crowd out admissions.
+    pub position_writes_per_second: f64,
     /// Reporter instance of Events (the pod name).
     pub instance: String,
 }
@@ -76,6 +76,9 @@ pub struct Operator {
     launch_errors: HashMap<String, String>,
     /// Last pool status written, to skip identical writes.
     pool_written: HashMap<String, esup_api::RunnerPoolStatus>,
+    /// Token bucket of position-only writes.
+    position_tokens: f64,
+    position_refilled: Instant,
 }
 
 impl Operator {
@@ -97,6 +100,8 @@ impl Operator {
             position_written: HashMap::new(),
             launch_errors: HashMap::new(),
             pool_written: HashMap::new(),
+            position_tokens: 0.0,
+            position_refilled: Instant::now(),
         }
     }
 
@@ -174,7 +179,13 @@ impl Operator {
             expired,
         } = plan;
         let refresh = self.config.position_refresh;
-        let mut budget = self.config.position_writes_per_pass;
+        let rate = self.config.position_writes_per_second;
+        self.position_tokens = (self.position_tokens
+            + rate * self.position_refilled.elapsed().as_secs_f64())
+        .min(rate * 2.0);
+        self.position_refilled = Instant::now();
+        let mut budget = self.position_tokens.floor() as usize;
+        let budget_at_start = budget;
         let position_written = &mut self.position_written;
         let changes: Vec<TaskChange> = tasks
             .into_iter()
@@ -192,6 +203,7 @@ impl Operator {
                 false
             })
             .collect();
+        self.position_tokens -= (budget_at_start - budget) as f64;
         for change in &changes {
             if change.status.queue.is_some() {
                 self.position_written
