@@ -31,7 +31,7 @@ use crate::leader::Leadership;
 use crate::metrics::Metrics;
 use crate::model::{JobInfo, NodeInfo, PodInfo, Pool, Task, TaskKey, TaskKind, labels};
 use crate::schedule::{
-    self, Action, Observation, Plan, PoolReport, Settings, Snapshot, TaskChange,
+    self, Action, Note, Observation, Plan, PoolReport, Settings, Snapshot, TaskChange,
 };
 use crate::status::operator_owned;
 use index::{Change, Index, Source};
@@ -279,25 +279,7 @@ impl Operator {
             self.observe(observation);
         }
         if let Some(note) = note {
-            let event = Event {
-                type_: if note.warning {
-                    EventType::Warning
-                } else {
-                    EventType::Normal
-                },
-                reason: note.reason,
-                note: Some(note.message),
-                action: "Schedule".to_owned(),
-                secondary: None,
-            };
-            if let Err(e) = self
-                .recorder
-                .publish(&event, &task_reference(&key, &uid))
-                .await
-            {
-                tracing::debug!(task = %key, error = %e, "cannot publish Event");
-            }
-            self.metrics.inc_writes("event");
+            self.publish(&note, &task_reference(&key, &uid)).await;
         }
         match action {
             Action::None => None,
@@ -518,6 +500,16 @@ impl Operator {
                 i64::from(report.free),
                 i64::from(report.status.running),
             );
+            if let Some(note) = &report.note {
+                let reference = ObjectReference {
+                    api_version: Some(format!("{}/{}", esup_api::GROUP, esup_api::VERSION)),
+                    kind: Some("RunnerPool".to_owned()),
+                    name: Some(report.name.clone()),
+                    uid: report.uid.clone(),
+                    ..ObjectReference::default()
+                };
+                self.publish(note, &reference).await;
+            }
             let indexed = self
                 .lock()
                 .pools
@@ -567,6 +559,24 @@ impl Operator {
         for pool in gone {
             self.pool_written.remove(&pool);
             self.metrics.forget_pool(&pool);
+        }
+    }
+
+    async fn publish(&self, note: &Note, reference: &ObjectReference) {
+        let event = Event {
+            type_: if note.warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: note.reason.clone(),
+            note: Some(note.message.clone()),
+            action: "Schedule".to_owned(),
+            secondary: None,
+        };
+        self.metrics.inc_writes("event");
+        if let Err(e) = self.recorder.publish(&event, reference).await {
+            tracing::debug!(object = ?reference.name, error = %e, "cannot publish Event");
         }
     }
 

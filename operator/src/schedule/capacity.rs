@@ -24,6 +24,8 @@ pub struct PoolCapacity {
     /// Usable nodes the pool selects.
     pub nodes: Vec<String>,
     pub gpus_allocatable: u64,
+    /// GPUs of its nodes not held by any attempt (GPU pools).
+    pub gpus_free: u64,
     /// Tasks it could run at once: `maxConcurrency`, bounded by its GPUs.
     pub slots: u32,
     pub running: u32,
@@ -161,8 +163,8 @@ pub fn compute(
                 let per_task = u64::from(per_task.max(1));
                 let by_gpu = u32::try_from(cap.gpus_allocatable / per_task).unwrap_or(u32::MAX);
                 slots = slots.min(by_gpu);
-                let free_gpu = cap.gpus_allocatable.saturating_sub(held) / per_task;
-                cap.free = u32::try_from(free_gpu).unwrap_or(u32::MAX);
+                cap.gpus_free = cap.gpus_allocatable.saturating_sub(held);
+                cap.free = u32::try_from(cap.gpus_free / per_task).unwrap_or(u32::MAX);
             } else {
                 cap.free = u32::MAX;
             }
@@ -195,6 +197,36 @@ pub fn compute(
             (pool.name.clone(), cap)
         })
         .collect()
+}
+
+/// Takes a slot of `pool` for an attempt of `tenant` admitted during the pass. Its GPUs are
+/// taken from every GPU pool that shares a node with `pool` (the attempt is not bound to a
+/// node yet), as [`compute`] counts them, so that two pools do not hand out the same GPUs.
+pub fn take(caps: &mut BTreeMap<String, PoolCapacity>, pools: &[&Pool], pool: &Pool, tenant: &str) {
+    let Some(cap) = caps.get_mut(&pool.name) else {
+        return;
+    };
+    cap.free = cap.free.saturating_sub(1);
+    cap.running += 1;
+    *cap.running_by_tenant.entry(tenant.to_owned()).or_default() += 1;
+    let Some((_, taken)) = pool.gpu_request() else {
+        return;
+    };
+    let mine: BTreeSet<String> = cap.nodes.iter().cloned().collect();
+    for other in pools {
+        let Some((_, per_task)) = other.gpu_request() else {
+            continue;
+        };
+        let Some(cap) = caps.get_mut(&other.name) else {
+            continue;
+        };
+        if !cap.nodes.iter().any(|n| mine.contains(n)) {
+            continue;
+        }
+        cap.gpus_free = cap.gpus_free.saturating_sub(u64::from(taken));
+        let by_gpu = cap.gpus_free / u64::from(per_task.max(1));
+        cap.free = cap.free.min(u32::try_from(by_gpu).unwrap_or(u32::MAX));
+    }
 }
 
 #[cfg(test)]

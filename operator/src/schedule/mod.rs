@@ -10,7 +10,7 @@ pub mod queue;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
-use esup_api::conditions::reason;
+use esup_api::conditions::{reason, task as cond};
 use esup_api::pool::TenantUsage;
 use esup_api::status::{AttemptRecord, QueueStatus};
 use esup_api::{RunnerPoolStatus, TaskOutcome, TaskPhase, TaskPriority, TaskStatus};
@@ -116,9 +116,12 @@ pub struct TaskChange {
 #[derive(Clone, Debug, PartialEq)]
 pub struct PoolReport {
     pub name: String,
+    pub uid: Option<String>,
     pub status: RunnerPoolStatus,
     pub queued: u32,
     pub free: u32,
+    /// Set when the pool starts or stops admitting: an Event for the cluster's operator.
+    pub note: Option<Note>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -227,40 +230,31 @@ pub fn plan(snapshot: &Snapshot<'_>, now: Timestamp, settings: &Settings) -> Pla
                 priority: w.task.common().priority,
                 tenant: w.task.tenant(),
                 since: queued_since(&w.status).unwrap_or(w.task.created),
+                created: w.task.created,
                 name: &w.task.key.name,
             })
             .collect();
         let shares = shares_for(pool, &caps[&pool.name], &usage);
         let ordered = queue::order(entries, &shares);
-        let cap = caps.get_mut(&pool.name);
-        let Some(cap) = cap else { continue };
         for entry in &ordered {
             let i = entry.index;
-            if admitted[i] || cap.free == 0 {
+            let Some(cap) = caps.get(&pool.name) else {
+                continue;
+            };
+            if admitted[i] || cap.blocked.is_some() {
                 continue;
             }
-            let tenant_cap = pool
-                .spec
-                .tenants
-                .iter()
-                .find(|t| t.name == entry.tenant)
-                .and_then(|t| t.max_concurrency);
-            let running = cap
-                .running_by_tenant
-                .get(entry.tenant)
-                .copied()
-                .unwrap_or(0);
-            if tenant_cap.is_some_and(|c| running >= c) {
+            // Before the free slots: a task its tenant's cap holds back says so, full pool or not.
+            if at_tenant_cap(pool, cap, entry.tenant) {
                 capped.insert(i);
+                continue;
+            }
+            if cap.free == 0 {
                 continue;
             }
             admit(&mut work[i], pool, now);
             admitted[i] = true;
-            cap.free -= 1;
-            cap.running += 1;
-            *cap.running_by_tenant
-                .entry(entry.tenant.to_owned())
-                .or_default() += 1;
+            capacity::take(&mut caps, &pools, pool, entry.tenant);
         }
         orders.insert(
             pool.name.clone(),
@@ -274,12 +268,21 @@ pub fn plan(snapshot: &Snapshot<'_>, now: Timestamp, settings: &Settings) -> Pla
 
     // 4. Preemption: overflowed tasks give their slot back to the pool's own waiting tasks.
     for pool in &pools {
+        let cap = &caps[&pool.name];
+        // Home tasks that a freed slot would admit: not those their tenant's cap holds back.
+        let mut running = cap.running_by_tenant.clone();
         let waiting_home = orders.get(&pool.name).map_or(0, |o| {
             o.iter()
                 .filter(|i| home_pool(&work[**i].status) == Some(pool.name.as_str()))
+                .filter(|i| {
+                    let tenant = work[**i].task.tenant();
+                    let n = running.entry(tenant.to_owned()).or_default();
+                    let room = tenant_cap(pool, tenant).is_none_or(|c| *n < c);
+                    *n += 1;
+                    room
+                })
                 .count()
         });
-        let cap = &caps[&pool.name];
         if waiting_home == 0
             || cap.free > 0
             || cap.blocked.is_some()
@@ -395,6 +398,20 @@ pub fn plan(snapshot: &Snapshot<'_>, now: Timestamp, settings: &Settings) -> Pla
     plan
 }
 
+/// The tenant's `maxConcurrency` on the pool, if it has one.
+fn tenant_cap(pool: &Pool, tenant: &str) -> Option<u32> {
+    pool.spec
+        .tenants
+        .iter()
+        .find(|t| t.name == tenant)
+        .and_then(|t| t.max_concurrency)
+}
+
+fn at_tenant_cap(pool: &Pool, cap: &PoolCapacity, tenant: &str) -> bool {
+    let running = cap.running_by_tenant.get(tenant).copied().unwrap_or(0);
+    tenant_cap(pool, tenant).is_some_and(|c| running >= c)
+}
+
 fn secs(d: &kube::core::Duration) -> f64 {
     Duration::from(*d).as_secs_f64()
 }
@@ -460,22 +477,28 @@ fn advance(
             }
             let backing_off = w.status.next_retry_time.as_ref().is_some_and(|t| t.0 > now);
             if backing_off {
-                let message = format!(
-                    "attempt {} failed; retrying after {}",
-                    w.status.attempts,
-                    w.status
-                        .next_retry_time
-                        .as_ref()
-                        .map_or(String::new(), |t| t.0.to_string())
-                );
-                enter_phase(
-                    &mut w.status,
-                    TaskPhase::Queued,
-                    reason::BACKING_OFF,
-                    &message,
-                    now,
-                    generation,
-                );
+                // The attempt's end already said why the task waits: keep its message, so
+                // that nothing is rewritten while it waits.
+                let said = crate::status::condition(&w.status, cond::QUEUED)
+                    .is_some_and(|c| c.status == "True" && c.reason == reason::BACKING_OFF);
+                if !said {
+                    let message = format!(
+                        "attempt {} failed; retrying after {}",
+                        w.status.attempts,
+                        w.status
+                            .next_retry_time
+                            .as_ref()
+                            .map_or(String::new(), |t| t.0.to_string())
+                    );
+                    enter_phase(
+                        &mut w.status,
+                        TaskPhase::Queued,
+                        reason::BACKING_OFF,
+                        &message,
+                        now,
+                        generation,
+                    );
+                }
                 w.status.queue = None;
             } else {
                 w.admissible = true;
@@ -529,6 +552,12 @@ fn follow_attempt(w: &mut Work<'_>, snapshot: &Snapshot<'_>, now: Timestamp, set
     let pool = w.status.pool.clone().unwrap_or_default();
 
     let Some(job) = job else {
+        if result_delivered(w) {
+            // The runner delivered, and its Job is gone already (its TTL ran out while the
+            // operator was away): the task is done, not lost nor to be launched again.
+            succeed(w, now);
+            return;
+        }
         let seen_running = w.status.phase == TaskPhase::Running;
         let admitted_for = w
             .status
@@ -558,6 +587,17 @@ fn follow_attempt(w: &mut Work<'_>, snapshot: &Snapshot<'_>, now: Timestamp, set
         return;
     };
 
+    // The node first: an attempt that ended before a pass saw it running must still name
+    // its node, so that retries avoid it.
+    if let Some(pod) = pod
+        && pod.node_name.is_some()
+        && w.status.node_name != pod.node_name
+    {
+        w.status.node_name = pod.node_name.clone();
+        if let Some(record) = w.status.attempt_history.last_mut() {
+            record.node_name = pod.node_name.clone();
+        }
+    }
     if job.finished().is_some() {
         match failure::classify_finished(job, pod) {
             AttemptEnd::Succeeded => succeed(w, now),
@@ -569,14 +609,12 @@ fn follow_attempt(w: &mut Work<'_>, snapshot: &Snapshot<'_>, now: Timestamp, set
     if job.deleting {
         return;
     }
-    let Some(pod) = pod else { return };
-    if pod.node_name.is_some() && w.status.node_name != pod.node_name {
-        w.status.node_name = pod.node_name.clone();
-        if let Some(record) = w.status.attempt_history.last_mut() {
-            record.node_name = pod.node_name.clone();
-        }
+    if w.status.phase == TaskPhase::Running {
+        check_progress(w, now);
+        return;
     }
-    if pod.container.running && w.status.phase == TaskPhase::Admitted {
+    let Some(pod) = pod else { return };
+    if pod.container.running {
         let started = pod.started.unwrap_or(now);
         w.status.start_time = Some(Time(started));
         let message = format!(
@@ -592,9 +630,8 @@ fn follow_attempt(w: &mut Work<'_>, snapshot: &Snapshot<'_>, now: Timestamp, set
             now,
             w.task.generation,
         );
-        let waited = queued_since(&w.task.status)
-            .or(w.status.queued_time.as_ref().map(|t| t.0))
-            .map_or(0.0, |q| seconds_between(q, started).max(0.0));
+        let waited =
+            queue_episode_start(&w.status).map_or(0.0, |q| seconds_between(q, started).max(0.0));
         w.observations.push(Observation::Started {
             pool: pool.clone(),
             waited,
@@ -613,9 +650,24 @@ fn follow_attempt(w: &mut Work<'_>, snapshot: &Snapshot<'_>, now: Timestamp, set
         ) {
             end_attempt(w, failure, now, true);
         }
-        return;
     }
-    // Running: a runner that stops reporting progress is stuck.
+}
+
+/// When the current attempt's wait began: the end of the previous attempt, else the first
+/// queueing. Schedule-to-start latency is measured from there.
+fn queue_episode_start(status: &TaskStatus) -> Option<Timestamp> {
+    let history = &status.attempt_history;
+    history
+        .len()
+        .checked_sub(2)
+        .and_then(|i| history[i].finish_time.as_ref())
+        .or(status.queued_time.as_ref())
+        .map(|t| t.0)
+}
+
+/// A running runner that stops reporting progress is stuck, whether or not its pod is still
+/// visible.
+fn check_progress(w: &mut Work<'_>, now: Timestamp) {
     let limit = secs(&w.task.common().timeouts.progress);
     let last_sign = [
         w.status.start_time.as_ref().map(|t| t.0),
@@ -972,8 +1024,9 @@ fn positions(
     now: Timestamp,
 ) -> HashMap<usize, QueueStatus> {
     let mut found: HashMap<usize, QueueStatus> = HashMap::new();
-    // (rounds of the pool's slots ahead, priority, since, name) orders the cluster-wide queue.
-    let mut overall: Vec<(u64, TaskPriority, Timestamp, &str, usize)> = Vec::new();
+    // (rounds of the pool's slots ahead, priority, since, created, name) orders the
+    // cluster-wide queue.
+    let mut overall: Vec<(u64, TaskPriority, Timestamp, Timestamp, &str, usize)> = Vec::new();
     for (pool_name, order) in orders {
         let Some(pool) = pools.get(pool_name.as_str()) else {
             continue;
@@ -1020,6 +1073,7 @@ fn positions(
                     rounds,
                     w.task.common().priority,
                     since,
+                    w.task.created,
                     w.task.key.name.as_str(),
                     i,
                 ));
@@ -1028,7 +1082,7 @@ fn positions(
         }
     }
     overall.sort();
-    for (rank, (_, _, _, _, i)) in overall.into_iter().enumerate() {
+    for (rank, (_, _, _, _, _, i)) in overall.into_iter().enumerate() {
         if let Some(q) = found.get_mut(&i) {
             q.position_overall = u32::try_from(rank + 1).unwrap_or(u32::MAX);
         }
@@ -1163,11 +1217,24 @@ fn pool_report(
         now,
         pool.generation,
     );
+    let was_ready = pool
+        .status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == esup_api::conditions::pool::READY)
+        .map(|c| c.status == "True");
+    let note = (was_ready != Some(ready)).then(|| Note {
+        warning: !ready,
+        reason: why.to_owned(),
+        message: message.clone(),
+    });
     PoolReport {
         name: pool.name.clone(),
+        uid: pool.uid.clone(),
         status,
         queued: u32::try_from(queued_ids.len()).unwrap_or(u32::MAX),
         free: cap.free,
+        note,
     }
 }
 
@@ -1206,3 +1273,6 @@ fn throughput(pool: &Pool, snapshot: &Snapshot<'_>) -> Option<f64> {
         .fold((0.0, 0.0), |(m, r), (_, media, ran)| (m + media, r + ran));
     (ran > 0.0).then(|| (media / ran * 100.0).round() / 100.0)
 }
+
+#[cfg(test)]
+mod tests;

@@ -68,12 +68,21 @@ pub struct Entry<'a> {
     pub tenant: &'a str,
     /// Start of the current queueing episode.
     pub since: Timestamp,
+    /// Creation of the task: orders tasks whose episodes began in the same pass (the
+    /// operator saw them together, e.g. after it was away) in submission order.
+    pub created: Timestamp,
     pub name: &'a str,
 }
 
 impl Entry<'_> {
-    fn rank(&self) -> (bool, TaskPriority, Timestamp, &str) {
-        (self.away, self.priority, self.since, self.name)
+    fn rank(&self) -> (bool, TaskPriority, Timestamp, Timestamp, &str) {
+        (
+            self.away,
+            self.priority,
+            self.since,
+            self.created,
+            self.name,
+        )
     }
 }
 
@@ -116,6 +125,7 @@ pub fn order<'a>(entries: Vec<Entry<'a>>, shares: &BTreeMap<String, Share>) -> V
                 .cmp(&(b.away, b.priority))
                 .then(sa.total_cmp(sb))
                 .then(a.since.cmp(&b.since))
+                .then(a.created.cmp(&b.created))
                 .then(a.name.cmp(b.name))
         })
         .map(|(i, _, _)| i)
@@ -151,6 +161,7 @@ mod tests {
             priority,
             tenant,
             since: ts(since),
+            created: ts(since),
             name,
         }
     }
