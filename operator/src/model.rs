@@ -248,6 +248,19 @@ impl Pool {
     }
 }
 
+/// A pool named `name` with the spec written in `yaml`, for tests.
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+pub fn test_pool(name: &str, yaml: &str) -> Pool {
+    Pool {
+        name: name.to_owned(),
+        uid: None,
+        generation: None,
+        spec: serde_yaml::from_str::<RunnerPoolSpec>(yaml).unwrap(),
+        status: RunnerPoolStatus::default(),
+    }
+}
+
 /// A node, reduced to what capacity and placement need.
 #[derive(Clone, Debug, PartialEq)]
 pub struct NodeInfo {

@@ -232,17 +232,7 @@ pub fn take(caps: &mut BTreeMap<String, PoolCapacity>, pools: &[&Pool], pool: &P
 #[cfg(test)]
 mod tests {
     use super::*;
-    use esup_api::RunnerPoolSpec;
-
-    fn pool(name: &str, yaml: &str) -> Pool {
-        Pool {
-            name: name.to_owned(),
-            uid: None,
-            generation: None,
-            spec: serde_yaml::from_str::<RunnerPoolSpec>(yaml).unwrap(),
-            status: Default::default(),
-        }
-    }
+    use crate::model::test_pool as pool;
 
     fn node(name: &str, labels: &[(&str, &str)], gpus: u64) -> NodeInfo {
         NodeInfo {

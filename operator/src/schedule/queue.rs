@@ -142,7 +142,7 @@ pub fn order<'a>(entries: Vec<Entry<'a>>, shares: &BTreeMap<String, Share>) -> V
 #[cfg(test)]
 mod tests {
     use super::*;
-    use esup_api::RunnerPoolSpec;
+    use crate::model::test_pool as pool;
 
     fn ts(s: i64) -> Timestamp {
         Timestamp::from_second(s).unwrap()
@@ -261,16 +261,6 @@ mod tests {
         ];
         let ordered = order(entries, &shares(&[("x", 0.0, 1), ("y", 50.0, 1)]));
         assert_eq!(names(&ordered), ["home-high", "home-low", "away-high"]);
-    }
-
-    fn pool(name: &str, yaml: &str) -> Pool {
-        Pool {
-            name: name.to_owned(),
-            uid: None,
-            generation: None,
-            spec: serde_yaml::from_str::<RunnerPoolSpec>(yaml).unwrap(),
-            status: Default::default(),
-        }
     }
 
     #[test]

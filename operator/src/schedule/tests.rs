@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use esup_api::conditions::{reason, task as cond};
 use esup_api::status::{AttemptRecord, Progress, TaskResult};
 use esup_api::{
-    EncodingTask, EncodingTaskSpec, RunnerPool, RunnerPoolSpec, TaskOutcome, TaskPhase, TaskStatus,
+    EncodingTask, EncodingTaskSpec, RunnerPool, TaskOutcome, TaskPhase, TaskStatus,
     TranscriptionTask, TranscriptionTaskSpec,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
@@ -118,11 +118,8 @@ fn with_pools(mut task: Task, pools: &[&str]) -> Task {
 
 fn pool(name: &str, yaml: &str) -> Pool {
     Pool {
-        name: name.to_owned(),
-        uid: None,
         generation: Some(1),
-        spec: serde_yaml::from_str::<RunnerPoolSpec>(yaml).unwrap(),
-        status: Default::default(),
+        ..crate::model::test_pool(name, yaml)
     }
 }
 
