@@ -130,6 +130,53 @@ pub fn operator_owned(status: &TaskStatus) -> TaskStatus {
     }
 }
 
+/// Whether two statuses agree on every field the operator owns (optionally leaving the queue
+/// position out), without building the owned parts: this runs for every task on every pass.
+pub fn owned_equal(a: &TaskStatus, b: &TaskStatus, ignore_queue: bool) -> bool {
+    // Destructured so that a new status field cannot be forgotten here.
+    let TaskStatus {
+        observed_generation,
+        phase,
+        conditions,
+        home_pool,
+        pool,
+        job_name,
+        node_name,
+        attempts,
+        launches,
+        attempt_history,
+        queue,
+        queued_time,
+        admitted_time,
+        start_time,
+        completion_time,
+        next_retry_time,
+        progress: _,
+        result: _,
+        notification: _,
+    } = a;
+    let owned = |c: &&Condition| OWNED_CONDITIONS.contains(&c.type_.as_str());
+    *observed_generation == b.observed_generation
+        && *phase == b.phase
+        && conditions
+            .iter()
+            .filter(owned)
+            .eq(b.conditions.iter().filter(owned))
+        && *home_pool == b.home_pool
+        && *pool == b.pool
+        && *job_name == b.job_name
+        && *node_name == b.node_name
+        && *attempts == b.attempts
+        && *launches == b.launches
+        && *attempt_history == b.attempt_history
+        && (ignore_queue || *queue == b.queue)
+        && *queued_time == b.queued_time
+        && *admitted_time == b.admitted_time
+        && *start_time == b.start_time
+        && *completion_time == b.completion_time
+        && *next_retry_time == b.next_retry_time
+}
+
 /// When the current queueing episode began: the Queued condition's last transition to True
 /// (a retry starts a new episode), else the first time the task was queued.
 pub fn queued_since(status: &TaskStatus) -> Option<Timestamp> {
@@ -226,6 +273,42 @@ mod tests {
             assert_eq!(terminal, [type_]);
             assert!(!is_true(&status, cond::RUNNING));
         }
+    }
+
+    #[test]
+    fn owned_equality_ignores_the_webhooks_fields_and_optionally_the_queue() {
+        let mut a = TaskStatus::default();
+        enter_phase(
+            &mut a,
+            TaskPhase::Queued,
+            "WaitingForCapacity",
+            "",
+            ts(1),
+            None,
+        );
+        let mut b = a.clone();
+        set_condition(
+            &mut b.conditions,
+            cond::NOTIFIED,
+            true,
+            "Delivered",
+            "",
+            ts(2),
+            None,
+        );
+        b.progress = Some(esup_api::status::Progress {
+            stage: "encode".into(),
+            percent: Some(5.0),
+            media_duration_seconds: None,
+            update_time: Time(ts(2)),
+        });
+        assert!(owned_equal(&a, &b, false));
+        assert_eq!(operator_owned(&a), operator_owned(&b));
+        b.queue = Some(esup_api::status::QueueStatus::default());
+        assert!(!owned_equal(&a, &b, false));
+        assert!(owned_equal(&a, &b, true));
+        b.attempts = 1;
+        assert!(!owned_equal(&a, &b, true));
     }
 
     #[test]

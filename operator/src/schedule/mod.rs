@@ -19,7 +19,7 @@ use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
 use crate::failure::{self, AttemptEnd, Failure, FailureClass};
 use crate::model::{JobInfo, NodeInfo, PodInfo, Pool, Task, TaskKey};
-use crate::status::{enter_phase, operator_owned, queued_since};
+use crate::status::{enter_phase, owned_equal, queued_since};
 use capacity::{Holder, PoolCapacity};
 use fair_share::seconds_between;
 use queue::{Entry, Share};
@@ -328,29 +328,23 @@ pub fn plan(snapshot: &Snapshot<'_>, now: Timestamp, settings: &Settings) -> Pla
             now,
             w.task.generation,
         );
-        w.status.queue = positions.get(&i).cloned();
+        // Positions deep in a queue move with every admission; rewriting them each time would
+        // flood the API server. A written position is kept until it is materially wrong.
+        w.status.queue = match (&w.task.status.queue, positions.get(&i)) {
+            (Some(old), Some(new)) if !materially_moved(old, new, now) => Some(old.clone()),
+            (_, new) => new.cloned(),
+        };
     }
 
     // 6. What changed.
     for w in work {
-        let before = operator_owned(&w.task.status);
-        let after = operator_owned(&w.status);
-        if before == after
-            && w.action == Action::None
-            && w.note.is_none()
-            && w.observations.is_empty()
-        {
+        let unchanged = owned_equal(&w.task.status, &w.status, false);
+        if unchanged && w.action == Action::None && w.note.is_none() && w.observations.is_empty() {
             continue;
         }
         let informational = w.action == Action::None
             && w.note.is_none()
-            && TaskStatus {
-                queue: None,
-                ..before.clone()
-            } == TaskStatus {
-                queue: None,
-                ..after.clone()
-            };
+            && owned_equal(&w.task.status, &w.status, true);
         plan.tasks.push(TaskChange {
             key: w.task.key.clone(),
             uid: w.task.uid.clone(),
@@ -363,17 +357,17 @@ pub fn plan(snapshot: &Snapshot<'_>, now: Timestamp, settings: &Settings) -> Pla
     }
 
     // 7. Orphaned Jobs: active, yet not the current Job of a task that runs.
+    let changed: HashMap<&str, &TaskStatus> = plan
+        .tasks
+        .iter()
+        .map(|c| (c.uid.as_str(), &c.status))
+        .collect();
     let claimed: BTreeSet<(&str, &str)> = snapshot
         .tasks
         .iter()
         .filter(|t| !t.deleting)
         .filter_map(|t| {
-            let changed = plan
-                .tasks
-                .iter()
-                .find(|c| c.uid == t.uid)
-                .map(|c| &c.status);
-            let status = changed.unwrap_or(&t.status);
+            let status = changed.get(t.uid.as_str()).copied().unwrap_or(&t.status);
             holds_slot(status).then_some((t.key.namespace.as_str(), status.job_name.as_deref()?))
         })
         .collect();
@@ -1088,6 +1082,26 @@ fn positions(
         }
     }
     found
+}
+
+/// Whether a queue position changed enough to be worth a write: near the head every step
+/// counts; deeper, a move of a tenth of the position; an ETA that moved by a tenth of the
+/// wait, and at least a minute.
+fn materially_moved(old: &QueueStatus, new: &QueueStatus, now: Timestamp) -> bool {
+    let moved =
+        |old: u32, new: u32| old != new && (new <= 10 || old.abs_diff(new) >= (old / 10).max(1));
+    let eta_moved = match (&old.estimated_start_time, &new.estimated_start_time) {
+        (None, None) => false,
+        (Some(a), Some(b)) => {
+            let wait = seconds_between(now, b.0).abs();
+            seconds_between(a.0, b.0).abs() >= (wait / 10.0).max(60.0)
+        }
+        _ => true,
+    };
+    old.pool != new.pool
+        || moved(old.position_in_pool, new.position_in_pool)
+        || moved(old.position_overall, new.position_overall)
+        || eta_moved
 }
 
 fn waiting_reason(

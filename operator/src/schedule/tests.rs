@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use esup_api::conditions::{reason, task as cond};
-use esup_api::status::{AttemptRecord, Progress, TaskResult};
+use esup_api::status::{AttemptRecord, Progress, QueueStatus, TaskResult};
 use esup_api::{
     EncodingTask, EncodingTaskSpec, RunnerPool, TaskOutcome, TaskPhase, TaskStatus,
     TranscriptionTask, TranscriptionTaskSpec,
@@ -1925,18 +1925,51 @@ fn estimated_start_times_hold_still_while_work_goes_as_expected() {
             .clone()
     };
     assert_eq!(eta(&sim), time(300));
-    // The runner has not started: the estimate slips, an informational write.
-    let plan = sim.pass_at(1);
+    // The runner has not started: the estimate slips, but a slip under a minute (and under
+    // a tenth of the wait) is not worth a write.
+    assert_eq!(change(&sim.pass_at(1), "second"), None);
+    assert_eq!(eta(&sim), time(300));
+    // A minute later it is: an informational write.
+    let plan = sim.pass_at(60);
     let c = changed(&plan, "second");
     assert!(c.informational);
-    assert_eq!(eta(&sim), time(301));
+    assert_eq!(eta(&sim), time(360));
     // Once it runs at the measured pace, the estimate stays put: nothing to write.
     sim.run_pod("first", "n1");
-    let plan = sim.pass_at(2);
+    let plan = sim.pass_at(61);
     assert_eq!(changed(&plan, "first").status.phase, TaskPhase::Running);
     assert_eq!(change(&plan, "second"), None);
-    assert_eq!(sim.pass_at(50).tasks, []);
-    assert_eq!(eta(&sim), time(301));
+    assert_eq!(sim.pass_at(110).tasks, []);
+    assert_eq!(eta(&sim), time(360));
+}
+
+#[test]
+fn deep_queue_positions_are_rewritten_only_when_materially_wrong() {
+    let at = |pool: u32, overall: u32| QueueStatus {
+        position_in_pool: pool,
+        position_overall: overall,
+        pool: "p".into(),
+        estimated_start_time: None,
+    };
+    let now = Timestamp::UNIX_EPOCH;
+    let table = [
+        (at(5, 5), at(4, 4), true),          // near the head every step counts
+        (at(11, 11), at(10, 10), true),      // reaching the top ten
+        (at(500, 500), at(499, 499), false), // one step deep in the queue
+        (at(500, 500), at(450, 450), true),  // a tenth of the way
+        (at(500, 500), at(460, 449), true),  // overall moved enough
+        (at(30, 30), at(30, 30), false),
+    ];
+    for (old, new, moved) in table {
+        assert_eq!(
+            super::materially_moved(&old, &new, now),
+            moved,
+            "{old:?} -> {new:?}"
+        );
+    }
+    let mut other_pool = at(30, 30);
+    other_pool.pool = "q".into();
+    assert!(super::materially_moved(&at(30, 30), &other_pool, now));
 }
 
 #[test]
