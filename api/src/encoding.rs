@@ -62,9 +62,9 @@ use crate::timecode::Timecode;
 pub struct EncodingTaskSpec {
     /// What to encode.
     pub source: EncodingSource,
-    /// Esup-Pod's rendition ladder (`rendition`), as sent; the runner merges it over the
-    /// default ladder (360p, 720p, 1080p) and keeps the renditions the source can fill.
-    /// Empty: the default ladder.
+    /// The whole rendition ladder: Esup-Pod's `rendition` already merged over the default
+    /// ladder (360p, 720p, 1080p) by the webhook, so a rung Esup-Pod removed stays removed.
+    /// The runner keeps the renditions the source can fill. Empty: the default ladder.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 8))]
     #[x_kube(merge_strategy = kube::core::ListMerge::Map(vec!["height".into()]))]

@@ -8,21 +8,28 @@
 pub mod common;
 pub mod conditions;
 pub mod encoding;
+pub mod params;
 pub mod pool;
 pub mod runner;
 pub mod status;
 pub mod timecode;
 pub mod transcription;
+pub mod wire;
 
 pub use common::{
     MediaSource, NotifySpec, Requester, RetryPolicy, SecretKeyRef, TaskCommon, TaskPriority,
     TaskType, Timeouts, VideoMetadata,
 };
 pub use encoding::{EncodingTask, EncodingTaskSpec, Rendition};
+pub use params::{ParamError, SpecContext, TaskSpecFromRequest, fingerprint, to_spec};
 pub use pool::{GpuSpec, Placement, PoolTenant, RunnerPool, RunnerPoolSpec, RunnerPoolStatus};
 pub use status::{NotificationState, TaskOutcome, TaskPhase, TaskStatus};
 pub use timecode::Timecode;
 pub use transcription::{TranscriptionTask, TranscriptionTaskSpec};
+pub use wire::{
+    ExecuteResponse, ManagerStatus, ManagerTask, Manifest, ManifestEntry, NotifyBody, TaskRequest,
+    TerminalStatus,
+};
 
 /// API group of every kind of this project.
 pub const GROUP: &str = "runner.esup-portail.org";

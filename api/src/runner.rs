@@ -37,3 +37,245 @@ pub mod env {
     /// Bearer token of those callbacks: a per-task secret.
     pub const CALLBACK_TOKEN: &str = "ESUP_CALLBACK_TOKEN";
 }
+
+/// What the runner posts to the webhook when it is done: the end of the task as Esup-Pod will
+/// be told it, and the result files it uploaded. Field names follow the Esup-Pod protocol
+/// (`error_message`, `script_output`) so they pass through to the notify body unchanged.
+#[derive(serde::Serialize, serde::Deserialize, Clone, Debug, PartialEq)]
+pub struct Completion {
+    /// `completed`, `failed` or `timeout`.
+    pub status: crate::wire::TerminalStatus,
+    /// Why the task failed; null on success.
+    #[serde(default)]
+    pub error_message: Option<String>,
+    /// The processing log, forwarded to Esup-Pod (it appends it to the task's log).
+    #[serde(default)]
+    pub script_output: Option<String>,
+    /// The uploaded result files, in manifest order.
+    #[serde(default)]
+    pub files: Vec<ResultFileEntry>,
+    /// Which hardware did the work.
+    #[serde(default)]
+    pub hardware: Option<crate::status::HardwareReport>,
+}
+
+/// One uploaded result file.
+#[derive(serde::Serialize, serde::Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct ResultFileEntry {
+    /// Relative to the task's result directory; must pass [`safe_result_path`].
+    pub path: String,
+    /// Lowercase hex SHA-256 of the content.
+    pub sha256: String,
+    pub size_bytes: u64,
+}
+
+impl ResultFileEntry {
+    /// Checks the path and the checksum, before the entry is recorded or listed to Esup-Pod.
+    pub fn validate(&self) -> Result<(), PathError> {
+        safe_result_path(&self.path)?;
+        if crate::wire::is_sha256_hex(&self.sha256) {
+            Ok(())
+        } else {
+            Err(PathError::BadChecksum)
+        }
+    }
+}
+
+impl From<ResultFileEntry> for crate::status::ResultFile {
+    fn from(entry: ResultFileEntry) -> Self {
+        Self {
+            path: entry.path,
+            sha256: entry.sha256,
+            size_bytes: entry.size_bytes,
+        }
+    }
+}
+
+/// What the runner posts while it works; it also serves as its heartbeat.
+#[derive(serde::Serialize, serde::Deserialize, Clone, Debug, PartialEq)]
+pub struct ProgressReport {
+    /// download, probe, encode, transcribe, upload...
+    pub stage: String,
+    /// Share of the work done, 0 to 100.
+    #[serde(default)]
+    pub percent: Option<f64>,
+    /// Duration of the media, once probed.
+    #[serde(default)]
+    pub media_duration_seconds: Option<f64>,
+}
+
+impl ProgressReport {
+    /// The status form of this report, brought within the CRD's bounds (stage cut to 64
+    /// characters, percent clamped to 0..=100, non-finite or negative numbers dropped), so
+    /// that a sloppy runner cannot make the status write fail.
+    pub fn to_progress(
+        &self,
+        update_time: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time,
+    ) -> crate::status::Progress {
+        crate::status::Progress {
+            stage: self.stage.chars().take(64).collect(),
+            percent: self
+                .percent
+                .filter(|p| p.is_finite())
+                .map(|p| p.clamp(0.0, 100.0)),
+            media_duration_seconds: self
+                .media_duration_seconds
+                .filter(|d| d.is_finite() && *d >= 0.0),
+            update_time,
+        }
+    }
+}
+
+/// Why a result path is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PathError {
+    #[error("result path is empty")]
+    Empty,
+    #[error("result path is longer than {MAX_RESULT_PATH_BYTES} bytes")]
+    TooLong,
+    #[error("result path must be relative")]
+    Absolute,
+    #[error("result path must use '/' as separator, not '\\'")]
+    Backslash,
+    #[error("result path must not contain control characters")]
+    ControlCharacter,
+    #[error("result path must not contain empty segments")]
+    EmptySegment,
+    #[error("result path must not contain '.' or '..' segments")]
+    DotSegment,
+    #[error("result path must not contain {0:?}: Esup-Pod puts paths in URLs unescaped")]
+    UrlDelimiter(char),
+    #[error("sha256 must be 64 lowercase hex digits")]
+    BadChecksum,
+}
+
+/// Longest result path, in bytes (the CRD's bound on `result.files[].path`).
+pub const MAX_RESULT_PATH_BYTES: usize = 1024;
+
+/// Accepts a result file path only if it names a file inside the task's result directory and
+/// survives Esup-Pod's download URL (`…/file/` + path, unescaped): relative, `/`-separated, no
+/// empty, `.` or `..` segment, no control character, no `?`, `#` or `%` (which would end or
+/// re-escape the URL path), at most 1024 bytes. Spaces, accents and parentheses are fine:
+/// the reference runner's `[A-Za-z0-9._ -]` rule refused them and broke imports (protocol §6
+/// gap 7).
+pub fn safe_result_path(path: &str) -> Result<&str, PathError> {
+    if path.is_empty() {
+        return Err(PathError::Empty);
+    }
+    if path.len() > MAX_RESULT_PATH_BYTES {
+        return Err(PathError::TooLong);
+    }
+    if path.starts_with('/') {
+        return Err(PathError::Absolute);
+    }
+    for c in path.chars() {
+        match c {
+            '\\' => return Err(PathError::Backslash),
+            '?' | '#' | '%' => return Err(PathError::UrlDelimiter(c)),
+            c if c.is_control() => return Err(PathError::ControlCharacter),
+            _ => {}
+        }
+    }
+    for segment in path.split('/') {
+        match segment {
+            "" => return Err(PathError::EmptySegment),
+            "." | ".." => return Err(PathError::DotSegment),
+            _ => {}
+        }
+    }
+    Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn safe_result_paths() {
+        for ok in [
+            "info_video.json",
+            "720p_my_lecture.m3u8",
+            "720p_cours d'été (v2).mp4",
+            "sub/dir/a.vtt",
+            "..hidden",
+            "a..b",
+            ".env",
+        ] {
+            assert_eq!(safe_result_path(ok), Ok(ok), "{ok}");
+        }
+        let long = "a".repeat(MAX_RESULT_PATH_BYTES + 1);
+        let cases = [
+            ("", PathError::Empty),
+            (long.as_str(), PathError::TooLong),
+            ("/etc/passwd", PathError::Absolute),
+            ("a\\b.mp4", PathError::Backslash),
+            ("C:\\x.mp4", PathError::Backslash),
+            ("a\0b", PathError::ControlCharacter),
+            ("a\nb", PathError::ControlCharacter),
+            ("a\u{7f}b", PathError::ControlCharacter),
+            ("a//b", PathError::EmptySegment),
+            ("dir/", PathError::EmptySegment),
+            ("../x", PathError::DotSegment),
+            ("a/../b", PathError::DotSegment),
+            ("./a", PathError::DotSegment),
+            ("..", PathError::DotSegment),
+            ("a?b", PathError::UrlDelimiter('?')),
+            ("a#b", PathError::UrlDelimiter('#')),
+            ("100%25.mp4", PathError::UrlDelimiter('%')),
+        ];
+        for (path, expected) in cases {
+            assert_eq!(safe_result_path(path), Err(expected), "{path:?}");
+        }
+        // The bound is in bytes: 512 two-byte characters fit, 513 do not.
+        assert!(safe_result_path(&"é".repeat(512)).is_ok());
+        assert_eq!(safe_result_path(&"é".repeat(513)), Err(PathError::TooLong));
+    }
+
+    #[test]
+    fn completion_reads_runner_bodies() {
+        let body = serde_json::json!({
+            "status": "failed",
+            "error_message": "Encoding failed",
+            "files": [{"path": "encoding.log", "sha256": "0".repeat(64), "size_bytes": 12}],
+            "hardware": {"encode": "libx264"}
+        });
+        let completion: Completion = serde_json::from_value(body).expect("completion");
+        assert_eq!(completion.status, crate::wire::TerminalStatus::Failed);
+        assert_eq!(completion.script_output, None);
+        assert_eq!(completion.files[0].validate(), Ok(()));
+        let bad = ResultFileEntry {
+            path: "a.mp4".into(),
+            sha256: "A".repeat(64),
+            size_bytes: 0,
+        };
+        assert_eq!(bad.validate(), Err(PathError::BadChecksum));
+        let status: crate::status::ResultFile = completion.files[0].clone().into();
+        assert_eq!(status.size_bytes, 12);
+        assert!(
+            serde_json::from_value::<Completion>(serde_json::json!({"status": "warning"})).is_err()
+        );
+        let minimal: Completion =
+            serde_json::from_value(serde_json::json!({"status": "completed"})).expect("minimal");
+        assert!(minimal.files.is_empty() && minimal.hardware.is_none());
+    }
+
+    #[test]
+    fn progress_is_brought_within_bounds() {
+        let now = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+        );
+        let report = ProgressReport {
+            stage: "x".repeat(100),
+            percent: Some(150.0),
+            media_duration_seconds: Some(f64::NAN),
+        };
+        let progress = report.to_progress(now.clone());
+        assert_eq!(progress.stage.len(), 64);
+        assert_eq!(progress.percent, Some(100.0));
+        assert_eq!(progress.media_duration_seconds, None);
+        let report: ProgressReport =
+            serde_json::from_value(serde_json::json!({"stage": "encode", "percent": 42.5}))
+                .expect("progress");
+        assert_eq!(report.to_progress(now).percent, Some(42.5));
+    }
+}
