@@ -199,6 +199,11 @@ pub struct TaskResult {
     /// Which hardware did the work.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hardware: Option<HardwareReport>,
+    /// The end of the runner's output (Esup-Pod's `script_output`), at most 64 KiB, sent with
+    /// the notification and shown in Esup-Pod's task log.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 65536))]
+    pub script_output: Option<String>,
     /// When the runner reported the result.
     pub report_time: Time,
 }

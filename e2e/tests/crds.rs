@@ -95,7 +95,7 @@ fn task_status() -> serde_json::Value {
         "completionTime": "2026-11-23T10:00:00Z",
         "nextRetryTime": "2026-11-23T09:29:00Z",
         "progress": {"stage": "upload", "percent": 99.5, "mediaDurationSeconds": 612.0, "updateTime": "2026-11-23T09:59:00Z"},
-        "result": {"outcome": "Completed", "errorMessage": "none", "files": [{"path": "info_video.json", "sha256": "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855", "sizeBytes": 0}], "hardware": {"gpu": "NVIDIA L4", "decode": "nvdec", "encode": "h264_nvenc", "inference": "cuda"}, "reportTime": "2026-11-23T10:00:00Z"},
+        "result": {"outcome": "Completed", "errorMessage": "none", "files": [{"path": "info_video.json", "sha256": "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855", "sizeBytes": 0}], "hardware": {"gpu": "NVIDIA L4", "decode": "nvdec", "encode": "h264_nvenc", "inference": "cuda"}, "scriptOutput": "[info_script.log]\\nok", "reportTime": "2026-11-23T10:00:00Z"},
         "notification": {"state": "Delivered", "outcome": "Completed", "attempts": 2, "lastAttemptTime": "2026-11-23T10:01:00Z", "nextAttemptTime": "2026-11-23T10:02:00Z", "deliveredTime": "2026-11-23T10:01:00Z", "lastError": "503 Service Unavailable"}
     })
 }

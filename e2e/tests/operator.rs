@@ -398,10 +398,12 @@ async fn a_task_overflows_to_the_next_pool_after_overflow_after() {
         },
     )
     .await;
+    // Status times have the API's one-second resolution (the Queued condition's transition
+    // time is stored truncated), so overflow comes at overflowAfter within that second.
     let waited = submitted.elapsed();
     assert!(
-        waited >= Duration::from_secs(5),
-        "overflowed after {waited:?}, before overflowAfter (5s)"
+        waited >= Duration::from_secs(4),
+        "overflowed after {waited:?}, well before overflowAfter (5s): {admitted:#?}"
     );
     assert_eq!(admitted.pool.as_deref(), Some("e2e-spare"));
     assert_eq!(admitted.home_pool.as_deref(), Some("e2e-home"));

@@ -336,6 +336,7 @@ mod tests {
             error_message: None,
             files: vec![],
             hardware: None,
+            script_output: None,
             report_time: Time(ts(1)),
         });
         let owned = operator_owned(&status);

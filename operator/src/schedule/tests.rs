@@ -1707,6 +1707,7 @@ fn a_task_whose_job_vanished_after_delivering_its_result_succeeds() {
             error_message: None,
             files: Vec::new(),
             hardware: None,
+            script_output: None,
             report_time: Time(at(40)),
         });
         let key = sim.job_key("t");
