@@ -42,12 +42,12 @@ cluster-down:
 integration: cluster-up
 	e2e/cluster/smoke
 	e2e/images/build-runner-standin
-	$(CARGO) build --locked -p esup-operator --bin esup-operator
+	$(CARGO) build --locked -p esup-operator --bin esup-operator -p esup-webhook --bin esup-webhook
 	$(CARGO) test --locked -p esup-e2e -- --test-threads=1
 
 ## demo: for now, bring up the local cluster, install the CRDs and an example pool
 demo: cluster-up
-	$(ESUP_CACHE_DIR)/bin/kubectl apply --server-side --field-manager=esup-demo -f crds/
+	$(ESUP_CACHE_DIR)/bin/kubectl apply --server-side --force-conflicts --field-manager=esup-demo -f crds/
 	$(ESUP_CACHE_DIR)/bin/kubectl wait --for=condition=Established --timeout=60s -f crds/
 	$(ESUP_CACHE_DIR)/bin/kubectl apply --server-side --field-manager=esup-demo -f docs/examples/
 	$(ESUP_CACHE_DIR)/bin/kubectl get nodes -o wide

@@ -43,6 +43,7 @@ pub mod reason {
     pub const QUEUE_WAIT_EXCEEDED: &str = "QueueWaitExceeded";
     pub const EXECUTION_DEADLINE_EXCEEDED: &str = "ExecutionDeadlineExceeded";
     pub const NO_PROGRESS: &str = "NoProgress";
+    pub const CANCELLED: &str = "Cancelled";
     pub const EVICTED: &str = "Evicted";
     pub const PREEMPTED: &str = "Preempted";
     pub const OOM_KILLED: &str = "OOMKilled";

@@ -36,6 +36,10 @@ pub const GROUP: &str = "runner.esup-portail.org";
 /// The one served version.
 pub const VERSION: &str = "v1alpha1";
 
+/// Annotation that asks for a task to be cancelled (Esup-Pod's `/task/stop`): the operator
+/// stops its Job and ends it `Failed` with reason `Cancelled`.
+pub const STOP_ANNOTATION: &str = "runner.esup-portail.org/stop-requested";
+
 /// Go `time.ParseDuration` syntax, as `metav1.Duration` accepts it: "90s", "1h30m", "1440h".
 pub(crate) const DURATION_PATTERN: &str = r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$";
 /// Kubernetes object names (DNS-1123 subdomain), used for references to pools and Secrets.

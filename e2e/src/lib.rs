@@ -146,6 +146,89 @@ impl OperatorProcess {
     }
 }
 
+/// The `esup-webhook` binary: `$ESUP_WEBHOOK_BIN`, else next to the operator's.
+pub fn webhook_binary() -> PathBuf {
+    if let Ok(path) = std::env::var("ESUP_WEBHOOK_BIN") {
+        return PathBuf::from(path);
+    }
+    let path = operator_binary().with_file_name("esup-webhook");
+    assert!(
+        path.exists(),
+        "{} missing: run `cargo build -p esup-webhook --bin esup-webhook` (make integration does)",
+        path.display()
+    );
+    path
+}
+
+/// A running webhook on the pod network's gateway (runner pods and the test reach it),
+/// killed (SIGKILL) when dropped.
+pub struct WebhookProcess {
+    child: tokio::process::Child,
+    pub base_url: String,
+    pub results_dir: PathBuf,
+}
+
+impl WebhookProcess {
+    pub async fn start(name: &str) -> Self {
+        let gateway = std::env::var("ESUP_POD_GATEWAY").unwrap_or_else(|_| "10.244.0.1".to_owned());
+        let port = {
+            let probe = std::net::TcpListener::bind(format!("{gateway}:0"))
+                .expect("a free port on the pod gateway");
+            probe.local_addr().expect("address").port()
+        };
+        let results_dir = std::env::temp_dir().join(format!("esup-e2e-results-{name}"));
+        let _ = std::fs::remove_dir_all(&results_dir);
+        let log_dir = std::env::temp_dir().join("esup-e2e-logs");
+        std::fs::create_dir_all(&log_dir).expect("log dir");
+        let log =
+            std::fs::File::create(log_dir.join(format!("webhook-{name}.log"))).expect("log file");
+        let child = tokio::process::Command::new(webhook_binary())
+            .args([
+                "--listen",
+                &format!("{gateway}:{port}"),
+                "--namespace",
+                "esup-system",
+            ])
+            .arg("--results-dir")
+            .arg(&results_dir)
+            .args([
+                "--private-networks",
+                "10.244.0.0/24",
+                "--rate-limit-per-minute",
+                "100000",
+            ])
+            .env("RUST_LOG", "info,esup_webhook=debug,kube=warn")
+            .env("POD_NAME", format!("webhook-{name}"))
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("webhook starts");
+        let base_url = format!("http://{gateway}:{port}");
+        let root = format!("{base_url}/");
+        wait_for(Duration::from_secs(30), "the webhook to listen", || {
+            let root = root.clone();
+            async move {
+                tokio::net::TcpStream::connect(
+                    root.trim_start_matches("http://").trim_end_matches('/'),
+                )
+                .await
+                .ok()
+            }
+        })
+        .await;
+        Self {
+            child,
+            base_url,
+            results_dir,
+        }
+    }
+
+    pub async fn kill(mut self) {
+        self.child.kill().await.expect("kill webhook");
+    }
+}
+
 /// One POST the stand-in runner made when it started.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RunnerStart {
@@ -220,5 +303,126 @@ impl CallbackRecorder {
 
     pub fn all(&self) -> BTreeMap<String, Vec<RunnerStart>> {
         self.starts.lock().unwrap().clone()
+    }
+}
+
+/// One notify Esup-Pod received, and what its import found.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Notified {
+    pub task_id: String,
+    pub status: String,
+    pub error_message: Option<String>,
+    /// Files downloaded (and sha256-verified) while the notify was open, for `completed`.
+    pub imported: Vec<String>,
+    /// Problems the import met (a bad checksum, a failed download).
+    pub import_errors: Vec<String>,
+}
+
+/// Stands in for Esup-Pod's `/runner/notify_task_end/` as Esup-Pod behaves: it refuses a
+/// notify without the manager's token (403), and for `completed` downloads the manifest and
+/// every file from the manager, checking their sha256, before it answers.
+#[derive(Clone)]
+pub struct EsupPodStandIn {
+    pub notify_url: String,
+    received: Arc<Mutex<Vec<Notified>>>,
+}
+
+impl EsupPodStandIn {
+    pub async fn start(token: &str, manager_base: &str) -> Self {
+        let gateway = std::env::var("ESUP_POD_GATEWAY").unwrap_or_else(|_| "10.244.0.1".to_owned());
+        let received: Arc<Mutex<Vec<Notified>>> = Arc::default();
+        let (record, token, base) = (received.clone(), token.to_owned(), manager_base.to_owned());
+        let route = warp::post()
+            .and(warp::path!("runner" / "notify_task_end"))
+            .and(warp::header::optional::<String>("authorization"))
+            .and(warp::body::json::<serde_json::Value>())
+            .then(move |auth: Option<String>, body: serde_json::Value| {
+                let (record, token, base) = (record.clone(), token.clone(), base.clone());
+                async move {
+                    if auth.as_deref() != Some(format!("Bearer {token}").as_str()) {
+                        let reply = warp::reply::json(
+                            &serde_json::json!({"error": "Invalid Bearer token."}),
+                        );
+                        return warp::reply::with_status(reply, warp::http::StatusCode::FORBIDDEN);
+                    }
+                    let mut notified = Notified {
+                        task_id: body["task_id"].as_str().unwrap_or_default().to_owned(),
+                        status: body["status"].as_str().unwrap_or_default().to_owned(),
+                        error_message: body["error_message"].as_str().map(str::to_owned),
+                        imported: Vec::new(),
+                        import_errors: Vec::new(),
+                    };
+                    if notified.status == "completed" {
+                        import(&base, &token, &mut notified).await;
+                    }
+                    record.lock().unwrap().push(notified);
+                    warp::reply::with_status(
+                        warp::reply::json(&serde_json::json!({"status": "OK"})),
+                        warp::http::StatusCode::OK,
+                    )
+                }
+            });
+        let listener = tokio::net::TcpListener::bind(format!("{gateway}:0"))
+            .await
+            .expect("bind the Esup-Pod stand-in");
+        let addr = listener.local_addr().expect("address");
+        tokio::spawn(warp::serve(route).incoming(listener).run());
+        Self {
+            notify_url: format!("http://{addr}/runner/notify_task_end/"),
+            received,
+        }
+    }
+
+    pub fn received(&self) -> Vec<Notified> {
+        self.received.lock().unwrap().clone()
+    }
+}
+
+/// Esup-Pod's import: the manifest, then every file, each checked against its sha256.
+async fn import(base: &str, token: &str, notified: &mut Notified) {
+    use sha2::Digest;
+    let http = reqwest::Client::new();
+    let manifest: serde_json::Value = match http
+        .get(format!("{base}/task/result/{}", notified.task_id))
+        .bearer_auth(token)
+        .send()
+        .await
+    {
+        Ok(r) => r.json().await.unwrap_or_default(),
+        Err(e) => {
+            notified.import_errors.push(format!("manifest: {e}"));
+            return;
+        }
+    };
+    for entry in manifest["files"].as_array().cloned().unwrap_or_default() {
+        let path = entry["path"].as_str().unwrap_or_default().to_owned();
+        let encoded: String = path
+            .bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() || b"._-".contains(&b) {
+                    (b as char).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect();
+        let url = format!("{base}/task/result/{}/file/{encoded}", notified.task_id);
+        match http.get(url).bearer_auth(token).send().await {
+            Ok(r) if r.status() == 200 => {
+                let bytes = r.bytes().await.unwrap_or_default();
+                let sha = format!("{:x}", sha2::Sha256::digest(&bytes));
+                if entry["sha256"].as_str() == Some(sha.as_str()) {
+                    notified.imported.push(path);
+                } else {
+                    notified
+                        .import_errors
+                        .push(format!("{path}: checksum mismatch"));
+                }
+            }
+            Ok(r) => notified
+                .import_errors
+                .push(format!("{path}: {}", r.status())),
+            Err(e) => notified.import_errors.push(format!("{path}: {e}")),
+        }
     }
 }

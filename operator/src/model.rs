@@ -146,6 +146,8 @@ pub struct Task {
     pub created: Timestamp,
     /// Set once the task is being deleted: nothing new is launched for it.
     pub deleting: bool,
+    /// Someone asked to cancel it (`esup_api::STOP_ANNOTATION`, Esup-Pod's `/task/stop`).
+    pub cancel_requested: bool,
     pub spec: TaskSpec,
     pub status: TaskStatus,
 }
@@ -211,6 +213,10 @@ impl Task {
                 .as_ref()
                 .map_or(Timestamp::UNIX_EPOCH, |t| t.0),
             deleting: meta.deletion_timestamp.is_some(),
+            cancel_requested: meta
+                .annotations
+                .as_ref()
+                .is_some_and(|a| a.contains_key(esup_api::STOP_ANNOTATION)),
             spec,
             status: status.unwrap_or_default(),
         })

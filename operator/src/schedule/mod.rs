@@ -444,6 +444,28 @@ fn advance(
     now: Timestamp,
     settings: &Settings,
 ) {
+    if w.task.cancel_requested {
+        if holds_slot(&w.status)
+            && let Some(job) = w.status.job_name.clone()
+        {
+            w.action = Action::Stop { job };
+        }
+        close_record(
+            w,
+            Some(reason::CANCELLED),
+            Some("Cancelled by user.".to_owned()),
+            false,
+            now,
+        );
+        finish(
+            w,
+            TaskPhase::Failed,
+            reason::CANCELLED,
+            "Cancelled by user.",
+            now,
+        );
+        return;
+    }
     let generation = w.task.generation;
     match w.status.phase {
         TaskPhase::Pending => {

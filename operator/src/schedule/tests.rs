@@ -54,6 +54,7 @@ fn new_task(kind: TaskKind, name: &str, spec: TaskSpec) -> Task {
         resource_version: None,
         created: at(0),
         deleting: false,
+        cancel_requested: false,
         spec,
         status: TaskStatus::default(),
     }
@@ -1992,4 +1993,28 @@ fn a_pool_that_starts_or_stops_admitting_gets_one_event_each_time() {
     let note = ready.note.expect("the pool now admits");
     assert!(!note.warning);
     assert_eq!(note.reason, "Admitting");
+}
+
+#[test]
+fn a_cancelled_task_stops_its_job_and_fails_as_cancelled() {
+    let mut sim = Sim::new(vec![encoding_pool("p", 1)], nodes(1));
+    sim.add(encoding("running", "univ-x", ""));
+    sim.add(encoding("waiting", "univ-x", ""));
+    sim.pass();
+    sim.run_pod("running", "n1");
+    sim.pass_at(1);
+    assert_eq!(sim.status("running").phase, TaskPhase::Running);
+    sim.task_mut("running").cancel_requested = true;
+    sim.task_mut("waiting").cancel_requested = true;
+    let plan = sim.pass_at(2);
+    let job = sim.status("running").job_name.clone().unwrap();
+    assert_eq!(changed(&plan, "running").action, Action::Stop { job });
+    for name in ["running", "waiting"] {
+        let status = sim.status(name);
+        assert_eq!(status.phase, TaskPhase::Failed, "{name}");
+        assert_eq!(why(status), "Cancelled");
+        assert_eq!(message(status), "Cancelled by user.");
+    }
+    assert_eq!(changed(&plan, "waiting").action, Action::None);
+    assert_eq!(sim.pass_at(3).tasks, [], "a cancelled task stays ended");
 }

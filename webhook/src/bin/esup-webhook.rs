@@ -1,0 +1,211 @@
+//! `esup-webhook`: Esup-Pod's runner-manager API on top of the task resources. Every flag has
+//! an environment variable, for the Helm chart.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use clap::Parser;
+use esup_webhook::dedup::Dedup;
+use esup_webhook::manager_api::App;
+use esup_webhook::notifier::NotifierConfig;
+use esup_webhook::server::{self, RateLimiter};
+use esup_webhook::store::{ResultStore, StoreConfig};
+use esup_webhook::tasks::Tasks;
+use esup_webhook::tenants::TokenTable;
+use esup_webhook::url_policy::UrlPolicy;
+use kube::runtime::reflector;
+use kube::runtime::{WatchStreamExt, watcher};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "esup-webhook",
+    version,
+    about = "Esup-Pod's runner-manager API for esup-runner-operator"
+)]
+struct Args {
+    /// Address of the API Esup-Pod and the runners call.
+    #[arg(long, env = "ESUP_LISTEN", default_value = "0.0.0.0:8080")]
+    listen: SocketAddr,
+    /// Namespace of the tenant Secrets (the webhook's own namespace).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "esup-system")]
+    namespace: String,
+    /// Hosts (and their subdomains) that source, notify and dressing URLs may use; empty: any
+    /// public host. Comma-separated.
+    #[arg(long, env = "ESUP_ALLOWED_HOSTS", value_delimiter = ',')]
+    allowed_hosts: Vec<String>,
+    /// Hosts (and subdomains) allowed to resolve to private addresses, e.g. an in-cluster
+    /// Esup-Pod `pod.pod.svc.cluster.local`. Comma-separated.
+    #[arg(long, env = "ESUP_PRIVATE_HOSTS", value_delimiter = ',')]
+    private_hosts: Vec<String>,
+    /// Private networks allowed as URL targets, e.g. 10.96.0.0/12. Comma-separated CIDRs.
+    #[arg(long, env = "ESUP_PRIVATE_NETWORKS", value_delimiter = ',')]
+    private_networks: Vec<ipnet::IpNet>,
+    /// Requests per client address per minute (the reference manager's default is 120).
+    #[arg(long, env = "ESUP_RATE_LIMIT_PER_MINUTE", default_value_t = 120)]
+    rate_limit_per_minute: u32,
+    /// Directory of the result files (a PVC in the chart). Ignored with --s3-bucket.
+    #[arg(
+        long,
+        env = "ESUP_RESULTS_DIR",
+        default_value = "/var/lib/esup-webhook/results"
+    )]
+    results_dir: std::path::PathBuf,
+    /// Keep result files in this S3-compatible bucket instead of a directory.
+    #[arg(long, env = "ESUP_S3_BUCKET")]
+    s3_bucket: Option<String>,
+    /// S3 endpoint, e.g. http://minio.storage.svc:9000; unset: AWS.
+    #[arg(long, env = "ESUP_S3_ENDPOINT")]
+    s3_endpoint: Option<String>,
+    #[arg(long, env = "ESUP_S3_REGION", default_value = "us-east-1")]
+    s3_region: String,
+    /// Key prefix inside the bucket.
+    #[arg(long, env = "ESUP_S3_PREFIX")]
+    s3_prefix: Option<String>,
+    #[arg(
+        long,
+        env = "AWS_ACCESS_KEY_ID",
+        default_value = "",
+        hide_env_values = true
+    )]
+    s3_access_key_id: String,
+    #[arg(
+        long,
+        env = "AWS_SECRET_ACCESS_KEY",
+        default_value = "",
+        hide_env_values = true
+    )]
+    s3_secret_access_key: String,
+    /// How long Esup-Pod may take to answer a notify before it counts as delivered (it imports
+    /// the results while the request is open).
+    #[arg(long, env = "ESUP_NOTIFY_READ_TIMEOUT", default_value = "15s", value_parser = parse_duration)]
+    notify_read_timeout: Duration,
+    /// Log format: text or json.
+    #[arg(long, env = "ESUP_LOG_FORMAT", default_value = "text")]
+    log_format: String,
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    text.parse::<kube::core::Duration>()
+        .map(Duration::from)
+        .map_err(|e| format!("{text:?} is not a duration like 15s or 1m: {e}"))
+}
+
+fn init_logging(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,kube=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    init_logging(&args.log_format);
+    match run(args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            tracing::error!("{message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> Result<(), String> {
+    let client = kube::Client::try_default()
+        .await
+        .map_err(|e| format!("cannot configure the Kubernetes client: {e}"))?;
+    let tokens = Arc::new(RwLock::new(TokenTable::default()));
+    esup_webhook::tenant_watch::spawn(client.clone(), &args.namespace, tokens.clone());
+    let tasks = Tasks::start(client.clone());
+    let (pools, writer) = reflector::store();
+    let pool_stream = reflector::reflector(
+        writer,
+        watcher(
+            kube::Api::<esup_api::RunnerPool>::all(client.clone()),
+            watcher::Config::default(),
+        ),
+    )
+    .default_backoff()
+    .applied_objects();
+    tokio::spawn(async move {
+        use futures::StreamExt;
+        futures::pin_mut!(pool_stream);
+        while pool_stream.next().await.is_some() {}
+    });
+    let policy = UrlPolicy {
+        allowed_hosts: args.allowed_hosts,
+        private_hosts: args.private_hosts,
+        private_networks: args.private_networks,
+    };
+    let store_config = match args.s3_bucket {
+        Some(bucket) => StoreConfig::S3 {
+            allow_http: args
+                .s3_endpoint
+                .as_deref()
+                .is_some_and(|e| e.starts_with("http://")),
+            endpoint: args.s3_endpoint,
+            bucket,
+            region: args.s3_region,
+            access_key_id: args.s3_access_key_id,
+            secret_access_key: args.s3_secret_access_key,
+            prefix: args.s3_prefix,
+        },
+        None => StoreConfig::Filesystem {
+            root: args.results_dir,
+        },
+    };
+    let store = ResultStore::new(&store_config)
+        .map_err(|e| format!("result store {store_config:?}: {e}"))?;
+    let identity = std::env::var("POD_NAME")
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .unwrap_or_else(|_| format!("esup-webhook-{}", std::process::id()));
+    let mut notifier = NotifierConfig::new(&args.namespace, identity, policy.clone());
+    notifier.read_timeout = args.notify_read_timeout;
+    tokio::spawn(esup_webhook::notifier::run(client.clone(), notifier));
+    let app = Arc::new(App {
+        tasks: tasks.clone(),
+        tokens,
+        policy,
+        dedup: Dedup::new(client.clone()),
+        pools,
+        store,
+    });
+    if !tasks.ready().await {
+        return Err("the task caches could not start".to_owned());
+    }
+    let limiter = Arc::new(RateLimiter::new(
+        args.rate_limit_per_minute,
+        Duration::from_secs(60),
+    ));
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+    tracing::info!(listen = %args.listen, "esup-webhook serving");
+    warp::serve(server::routes(app, limiter))
+        .incoming(listener)
+        .graceful(shutdown_signal())
+        .run()
+        .await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
+}

@@ -1,0 +1,25 @@
+//! esup-webhook: Esup-Pod's runner-manager API on top of the task resources.
+//!
+//! Esup-Pod talks to it exactly as to the reference manager (`../shared/esup-pod-protocol.md`):
+//! each `/task/execute` becomes an `EncodingTask` or `TranscriptionTask`; runners post their
+//! progress, files and completion back here; results are served to Esup-Pod, which is notified
+//! at its `notify_url` for every terminal state.
+//!
+//! Pure parts: `tenants` (token table), `url_policy` (SSRF guard), `range` (HTTP ranges).
+//! I/O parts: `store` (result files), the routes, the notifier.
+
+pub mod dedup;
+pub mod error;
+pub mod manager_api;
+pub mod notifier;
+pub mod range;
+pub mod runner_api;
+pub mod server;
+pub mod store;
+pub mod tasks;
+pub mod tenant_watch;
+pub mod tenants;
+pub mod url_policy;
+
+/// Field manager of the task resources the webhook creates.
+pub const FIELD_MANAGER: &str = "esup-webhook";

@@ -1,0 +1,423 @@
+//! Esup-Pod's side of the API: the reference manager's endpoints, status codes and bodies
+//! (protocol §1). Every handler authenticates the caller's token to a tenant, and a tenant
+//! sees only the tasks in its own namespace.
+
+use std::sync::{Arc, RwLock};
+
+use esup_api::TaskPhase;
+use esup_api::params::{self, SpecContext};
+use esup_api::wire::{
+    ExecuteResponse, HealthBody, ManagerStatus, Manifest, ManifestEntry, TaskRequest, VersionBody,
+    VersionInfo, manager_timestamp,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::jiff::Timestamp;
+use warp::http::StatusCode;
+use warp::reply::{Reply, Response};
+
+use crate::dedup::{Claim, Dedup};
+use crate::error::ApiError;
+use crate::tasks::{self, AnyTask, Tasks};
+use crate::tenants::{Caller, TokenTable};
+use crate::url_policy::UrlPolicy;
+
+/// What the handlers share.
+pub struct App {
+    pub tasks: Tasks,
+    pub tokens: Arc<RwLock<TokenTable>>,
+    pub policy: UrlPolicy,
+    pub dedup: Dedup,
+    /// RunnerPools, listed for `/api/runners` and the health body.
+    pub pools: kube::runtime::reflector::Store<esup_api::RunnerPool>,
+    /// Where runners' result files live.
+    pub store: crate::store::ResultStore,
+}
+
+/// Authenticates a request: `X-API-Token` wins over `Authorization: Bearer` (§1.1).
+pub fn authenticate(
+    tokens: &RwLock<TokenTable>,
+    x_api_token: Option<&str>,
+    authorization: Option<&str>,
+) -> Result<Caller, ApiError> {
+    let presented = x_api_token
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .or_else(|| {
+            authorization
+                .and_then(|h| {
+                    h.strip_prefix("Bearer ")
+                        .or_else(|| h.strip_prefix("bearer "))
+                })
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+        })
+        .ok_or_else(ApiError::missing_token)?;
+    let table = tokens
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    table
+        .authenticate(presented)
+        .cloned()
+        .ok_or_else(ApiError::invalid_token)
+}
+
+fn json<T: serde::Serialize>(status: StatusCode, body: &T) -> Response {
+    warp::reply::with_status(warp::reply::json(body), status).into_response()
+}
+
+fn new_task_id() -> Result<String, ApiError> {
+    let mut b = [0u8; 16];
+    getrandom::fill(&mut b).map_err(|e| ApiError::internal("RandomSourceError", e.to_string()))?;
+    // UUID version 4, as the reference manager's task ids.
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    Ok(format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    ))
+}
+
+/// `POST /task/execute` (§1.2).
+pub async fn execute(app: &App, caller: Caller, body: &[u8]) -> Result<Response, ApiError> {
+    let request: TaskRequest = serde_json::from_slice(body).map_err(|e| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "InvalidBody",
+            format!("request body is not a task request: {e}"),
+        )
+    })?;
+    // URL policy first, with the reference manager's codes: 422 for the source, 400 for the
+    // notify URL.
+    app.policy
+        .check("source_url", &request.source_url)
+        .await
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                e.category(),
+                e.to_string(),
+            )
+        })?;
+    if !request.notify_url.is_empty() {
+        app.policy
+            .check("notify_url", &request.notify_url)
+            .await
+            .map_err(|e| ApiError::bad_request(e.category(), e.to_string()))?;
+    }
+    let tenant = &caller.tenant;
+    let context = SpecContext {
+        tenant: tenant.name.clone(),
+        notify_token: caller.token_ref.clone(),
+        retention: tenant.retention.map(kube::core::Duration::from),
+        priority: tenant.priority,
+    };
+    let spec = params::to_spec(&request, &context).map_err(|e| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            e.category(),
+            e.to_string(),
+        )
+    })?;
+    let fingerprint = params::fingerprint(&request);
+    let namespace = &tenant.namespace;
+    let task_name = new_task_id()?;
+    let task_name = match app
+        .dedup
+        .claim(&app.tasks, namespace, &fingerprint, &task_name)
+        .await?
+    {
+        Claim::Existing(task) => {
+            let body = ExecuteResponse {
+                task_id: task.name().to_owned(),
+                status: task.manager_status(),
+            };
+            return Ok(json(StatusCode::OK, &body));
+        }
+        Claim::Owned { task_name } => task_name,
+    };
+    // Over its backlog bound, a tenant is told "no capacity" so that Esup-Pod tries its next
+    // manager, exactly as when the reference manager has no free runner.
+    if app.tasks.unfinished(namespace, &tenant.name) >= tenant.max_backlog as usize {
+        app.dedup.release(namespace, &fingerprint).await;
+        return Err(ApiError::unavailable("BacklogFull", "No runners available"));
+    }
+    let raw = serde_json::to_string(&request)
+        .map_err(|e| ApiError::internal("SerializationError", e.to_string()))?;
+    let metadata = ObjectMeta {
+        labels: Some(
+            [
+                (crate::tenants::TENANT_LABEL.to_owned(), tenant.name.clone()),
+                (
+                    tasks::FINGERPRINT_LABEL.to_owned(),
+                    fingerprint[..40].to_owned(),
+                ),
+            ]
+            .into(),
+        ),
+        annotations: Some([(tasks::REQUEST_ANNOTATION.to_owned(), raw)].into()),
+        ..ObjectMeta::default()
+    };
+    let task = match app
+        .tasks
+        .create(namespace, &task_name, spec, metadata)
+        .await
+    {
+        Ok(task) => task,
+        Err(e) => {
+            app.dedup.release(namespace, &fingerprint).await;
+            return Err(e);
+        }
+    };
+    app.dedup.bind(namespace, &fingerprint, &task).await;
+    tracing::info!(tenant = %tenant.name, task = %task_name, task_type = %request.task_type, "task submitted");
+    Ok(json(
+        StatusCode::OK,
+        &ExecuteResponse {
+            task_id: task_name,
+            status: ManagerStatus::Running,
+        },
+    ))
+}
+
+fn own_task(app: &App, caller: &Caller, task_id: &str) -> Result<AnyTask, ApiError> {
+    app.tasks
+        .find(&caller.tenant.namespace, task_id)
+        .filter(|t| t.tenant() == caller.tenant.name)
+        .ok_or_else(ApiError::not_found)
+}
+
+/// `GET /task/status/{id}` (§1.3).
+pub fn status(app: &App, caller: &Caller, task_id: &str) -> Result<Response, ApiError> {
+    let task = own_task(app, caller, task_id)?;
+    Ok(json(StatusCode::OK, &tasks::to_manager_task(&task)))
+}
+
+/// A task whose results may be served, or the reference manager's refusal (§1.4).
+pub fn finished_task(app: &App, caller: &Caller, task_id: &str) -> Result<AnyTask, ApiError> {
+    let task = own_task(app, caller, task_id)?;
+    let status = task.manager_status();
+    if status == ManagerStatus::Failed {
+        let error = tasks::to_manager_task(&task).error.unwrap_or_default();
+        return Err(ApiError::bad_request(
+            "TaskFailed",
+            format!("Task failed: {error}"),
+        ));
+    }
+    if !status.has_result() {
+        return Err(ApiError::new(
+            StatusCode::TOO_EARLY,
+            "TaskNotCompleted",
+            format!("Task not completed. Status: {}", status.as_str()),
+        ));
+    }
+    Ok(task)
+}
+
+/// `GET /task/result/{id}`: the manifest, with each file's sha256 (§1.4).
+pub fn result(app: &App, caller: &Caller, task_id: &str) -> Result<Response, ApiError> {
+    let task = finished_task(app, caller, task_id)?;
+    let files: Vec<ManifestEntry> = task
+        .status()
+        .and_then(|s| s.result.as_ref())
+        .map(|r| {
+            r.files
+                .iter()
+                .map(|f| ManifestEntry::new(f.path.clone(), Some(f.sha256.clone())))
+                .collect()
+        })
+        .unwrap_or_default();
+    let manifest = Manifest {
+        task_id: task_id.to_owned(),
+        files,
+    };
+    let mut response = json(StatusCode::OK, &manifest);
+    if let Ok(value) = warp::http::HeaderValue::from_str(task_id) {
+        response.headers_mut().insert("x-task-id", value);
+    }
+    Ok(response)
+}
+
+/// `GET /manager/health` and `GET /api/health` (§1.6).
+pub fn health(app: &App) -> Response {
+    let body = HealthBody::healthy(
+        manager_timestamp(Timestamp::now()),
+        app.pools.state().len() as u64,
+        app.tasks.count() as u64,
+    );
+    json(StatusCode::OK, &body)
+}
+
+/// `GET /api/version` (§1.8).
+pub fn version() -> Response {
+    let version = env!("CARGO_PKG_VERSION");
+    let body = VersionBody {
+        version: version.to_owned(),
+        version_info: VersionInfo::parse(version).unwrap_or(VersionInfo {
+            major: 0,
+            minor: 0,
+            patch: 0,
+        }),
+        description: "esup-runner-operator: Esup-Pod's runner manager on Kubernetes".to_owned(),
+        author: "esup-runner-operator contributors".to_owned(),
+        email: String::new(),
+        license: "Apache-2.0".to_owned(),
+    };
+    json(StatusCode::OK, &body)
+}
+
+/// `GET /task/list`: the caller's tasks by id (§1.8).
+pub fn list(app: &App, caller: &Caller) -> Response {
+    let tasks: std::collections::BTreeMap<String, esup_api::wire::ManagerTask> = app
+        .tasks
+        .in_namespace(&caller.tenant.namespace)
+        .iter()
+        .filter(|t| t.tenant() == caller.tenant.name)
+        .map(|t| (t.name().to_owned(), tasks::to_manager_task(t)))
+        .collect();
+    json(StatusCode::OK, &tasks)
+}
+
+/// `GET /api/tasks` (§1.8).
+pub fn api_tasks(app: &App, caller: &Caller) -> Response {
+    let tasks: Vec<serde_json::Value> = app
+        .tasks
+        .in_namespace(&caller.tenant.namespace)
+        .iter()
+        .filter(|t| t.tenant() == caller.tenant.name)
+        .map(|t| {
+            serde_json::json!({
+                "id": t.name(),
+                "runner_id": t.status().and_then(|s| s.pool.clone()),
+                "status": t.manager_status(),
+            })
+        })
+        .collect();
+    json(StatusCode::OK, &serde_json::json!({"tasks": tasks}))
+}
+
+/// `GET /api/runners`: our RunnerPools stand for the reference manager's runners (§1.8).
+pub fn api_runners(app: &App) -> Response {
+    let now = Timestamp::now();
+    let runners: Vec<serde_json::Value> = app
+        .pools
+        .state()
+        .iter()
+        .map(|pool| {
+            let ready = pool
+                .status
+                .as_ref()
+                .and_then(|s| s.conditions.iter().find(|c| c.type_ == esup_api::conditions::pool::READY))
+                .is_some_and(|c| c.status == "True");
+            serde_json::json!({
+                "id": pool.metadata.name,
+                "url": "",
+                "status": if ready { "online" } else { "offline" },
+                "last_heartbeat": now.strftime("%Y-%m-%d %H:%M:%S").to_string(),
+                "age_seconds": 0,
+                "task_types": pool.spec.task_types.iter().map(|t| t.protocol_name()).collect::<Vec<_>>(),
+                "slots": pool.status.as_ref().map_or(0, |s| s.slots),
+                "running": pool.status.as_ref().map_or(0, |s| s.running),
+                "queued": pool.status.as_ref().map_or(0, |s| s.queued),
+            })
+        })
+        .collect();
+    json(StatusCode::OK, &serde_json::json!({"runners": runners}))
+}
+
+/// `POST /task/stop/{id}`: asks the operator to cancel the task (§1.8). The answer comes
+/// before the runner stops; the task then ends `failed` with "Cancelled by user." and Esup-Pod
+/// is notified.
+pub async fn stop(app: &App, caller: &Caller, task_id: &str) -> Result<Response, ApiError> {
+    let task = own_task(app, caller, task_id)?;
+    if task.phase().is_terminal() {
+        return Ok(json(
+            StatusCode::OK,
+            &serde_json::json!({"task_id": task_id, "status": "already_terminal"}),
+        ));
+    }
+    let patch = serde_json::json!({"metadata": {"annotations": {tasks::STOP_ANNOTATION: manager_timestamp(Timestamp::now())}}});
+    let params = kube::api::PatchParams::default();
+    let namespace = task.namespace();
+    let result = match &task {
+        AnyTask::Encoding(_) => {
+            kube::Api::<esup_api::EncodingTask>::namespaced(app.tasks.client().clone(), namespace)
+                .patch(task_id, &params, &kube::api::Patch::Merge(&patch))
+                .await
+                .map(|_| ())
+        }
+        AnyTask::Transcription(_) => kube::Api::<esup_api::TranscriptionTask>::namespaced(
+            app.tasks.client().clone(),
+            namespace,
+        )
+        .patch(task_id, &params, &kube::api::Patch::Merge(&patch))
+        .await
+        .map(|_| ()),
+    };
+    result.map_err(|e| {
+        ApiError::unavailable(
+            "ApiServerUnavailable",
+            format!("cannot request the stop: {e}"),
+        )
+    })?;
+    let runner = task.status().and_then(|s| s.pool.clone());
+    let running = matches!(task.phase(), TaskPhase::Admitted | TaskPhase::Running);
+    Ok(json(
+        StatusCode::ACCEPTED,
+        &serde_json::json!({"task_id": task_id, "status": "stop_requested", "runner_id": runner, "runner_status_code": if running { 202 } else { 200 }}),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tenants::TenantSecret;
+
+    fn table() -> RwLock<TokenTable> {
+        let secret = TenantSecret {
+            name: "t".into(),
+            namespace: "esup-system".into(),
+            tenant: "univ-x".into(),
+            data: [("token".to_owned(), "T0K".to_owned())].into(),
+        };
+        RwLock::new(TokenTable::build(&[secret]).0)
+    }
+
+    #[test]
+    fn x_api_token_wins_over_bearer() {
+        let tokens = table();
+        let table = [
+            (None, None, Err("MissingToken")),
+            (None, Some("Bearer T0K"), Ok("univ-x")),
+            (None, Some("bearer T0K"), Ok("univ-x")),
+            (None, Some("Basic T0K"), Err("MissingToken")),
+            (Some("T0K"), Some("Bearer wrong"), Ok("univ-x")),
+            (Some("wrong"), Some("Bearer T0K"), Err("InvalidToken")),
+            (None, Some("Bearer wrong"), Err("InvalidToken")),
+            (Some(""), Some("Bearer T0K"), Ok("univ-x")),
+        ];
+        for (x, auth, expected) in table {
+            let got = authenticate(&tokens, x, auth)
+                .map(|c| c.tenant.name)
+                .map_err(|e| e.category);
+            assert_eq!(
+                got.as_ref().map(String::as_str).map_err(|e| *e),
+                expected,
+                "{x:?} {auth:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn task_ids_are_uuid4() {
+        let id = new_task_id().unwrap();
+        assert_eq!(id.len(), 36);
+        assert_eq!(&id[14..15], "4");
+        assert!(matches!(&id[19..20], "8" | "9" | "a" | "b"));
+        assert_ne!(id, new_task_id().unwrap());
+    }
+}
