@@ -197,6 +197,7 @@ impl WebhookProcess {
                 "--rate-limit-per-minute",
                 "100000",
             ])
+            .args(["--results-sweep", "2s"])
             .env("RUST_LOG", "info,esup_webhook=debug,kube=warn")
             .env("POD_NAME", format!("webhook-{name}"))
             .stdout(log.try_clone().expect("log"))

@@ -24,6 +24,7 @@ struct Env {
     http: reqwest::Client,
     base: String,
     client: kube::Client,
+    results_dir: std::path::PathBuf,
     _webhook: WebhookProcess,
     _operator: OperatorProcess,
 }
@@ -109,6 +110,7 @@ async fn setup() -> Env {
         http,
         base,
         client,
+        results_dir: webhook.results_dir.clone(),
         _webhook: webhook,
         _operator: operator,
     }
@@ -567,6 +569,22 @@ async fn esup_pod_exchanges_runner_callbacks_and_hostile_input() {
     assert!(r.status() == 202 || r.status() == 200, "{}", r.status());
     let status = env.wait_status(&stop_id, "failed").await;
     assert_eq!(status["error"], "Cancelled by user.");
+
+    // Result files follow their task: deleting the task removes them.
+    let tasks: Api<TranscriptionTask> = Api::namespaced(env.client.clone(), NS);
+    let uid = tasks.get(&id).await.unwrap().metadata.uid.unwrap();
+    let dir = env.results_dir.join(&uid);
+    assert!(dir.exists(), "{} holds the task's files", dir.display());
+    tasks
+        .delete(&id, &DeleteParams::background())
+        .await
+        .unwrap();
+    wait_for(
+        Duration::from_secs(30),
+        "the deleted task's files to go",
+        || async { (!dir.exists()).then_some(()) },
+    )
+    .await;
 
     let _ = Api::<TranscriptionTask>::namespaced(env.client.clone(), NS)
         .delete_collection(&DeleteParams::background(), &ListParams::default())

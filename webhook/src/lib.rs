@@ -13,6 +13,7 @@ pub mod error;
 pub mod manager_api;
 pub mod notifier;
 pub mod range;
+pub mod retention;
 pub mod runner_api;
 pub mod server;
 pub mod store;

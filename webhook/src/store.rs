@@ -365,6 +365,24 @@ impl ResultStore {
         Ok(removed)
     }
 
+    /// The uids of every task that has files here (for the sweep that removes the files of
+    /// deleted tasks).
+    pub async fn task_ids(&self) -> Result<Vec<String>, StoreError> {
+        let listing = self
+            .inner
+            .store
+            .list_with_delimiter(Some(&self.inner.base))
+            .await?;
+        let mut ids: Vec<String> = listing
+            .common_prefixes
+            .iter()
+            .filter_map(|p| p.filename().map(str::to_owned))
+            .filter(|id| self.task_base(id).is_ok())
+            .collect();
+        ids.sort();
+        Ok(ids)
+    }
+
     fn task_base(&self, task_uid: &str) -> Result<Path, StoreError> {
         let valid = !task_uid.is_empty()
             && task_uid.len() <= MAX_TASK_UID_LEN
@@ -924,5 +942,31 @@ mod tests {
                 "{bucket:?} {prefix:?}: {err}"
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod task_id_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn task_ids_lists_each_task_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ResultStore::new(&StoreConfig::Filesystem {
+            root: dir.path().to_owned(),
+        })
+        .unwrap();
+        for (uid, path) in [
+            ("0d02bb60-e5e1", "a.vtt"),
+            ("0d02bb60-e5e1", "sub/b.vtt"),
+            ("49522ebd-86c7", "c (v2).vtt"),
+        ] {
+            let body = futures::stream::iter([Ok::<_, std::io::Error>(Bytes::from_static(b"x"))]);
+            store.put(uid, path, body, 10).await.unwrap();
+        }
+        assert_eq!(
+            store.task_ids().await.unwrap(),
+            ["0d02bb60-e5e1", "49522ebd-86c7"]
+        );
     }
 }

@@ -242,6 +242,21 @@ impl Tasks {
         all
     }
 
+    /// The uid of every task of either kind.
+    pub fn uids(&self) -> std::collections::BTreeSet<String> {
+        let encoding = self
+            .encoding
+            .state()
+            .into_iter()
+            .filter_map(|t| t.metadata.uid.clone());
+        let transcription = self
+            .transcription
+            .state()
+            .into_iter()
+            .filter_map(|t| t.metadata.uid.clone());
+        encoding.chain(transcription).collect()
+    }
+
     pub fn count(&self) -> usize {
         self.encoding.state().len() + self.transcription.state().len()
     }

@@ -81,6 +81,9 @@ struct Args {
     /// the results while the request is open).
     #[arg(long, env = "ESUP_NOTIFY_READ_TIMEOUT", default_value = "15s", value_parser = parse_duration)]
     notify_read_timeout: Duration,
+    /// How often the result files of deleted tasks are removed.
+    #[arg(long, env = "ESUP_RESULTS_SWEEP", default_value = "10m", value_parser = parse_duration)]
+    results_sweep: Duration,
     /// Log format: text or json.
     #[arg(long, env = "ESUP_LOG_FORMAT", default_value = "text")]
     log_format: String,
@@ -179,6 +182,11 @@ async fn run(args: Args) -> Result<(), String> {
     if !tasks.ready().await {
         return Err("the task caches could not start".to_owned());
     }
+    tokio::spawn(esup_webhook::retention::run(
+        tasks.clone(),
+        app.store.clone(),
+        args.results_sweep,
+    ));
     let limiter = Arc::new(RateLimiter::new(
         args.rate_limit_per_minute,
         Duration::from_secs(60),
