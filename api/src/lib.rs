@@ -40,6 +40,17 @@ pub const VERSION: &str = "v1alpha1";
 /// stops its Job and ends it `Failed` with reason `Cancelled`.
 pub const STOP_ANNOTATION: &str = "runner.esup-portail.org/stop-requested";
 
+/// Lowercase hexadecimal, as sha256 digests are written in manifests and statuses.
+pub fn lower_hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0x0f)]));
+    }
+    out
+}
+
 /// Go `time.ParseDuration` syntax, as `metav1.Duration` accepts it: "90s", "1h30m", "1440h".
 pub(crate) const DURATION_PATTERN: &str = r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$";
 /// Kubernetes object names (DNS-1123 subdomain), used for references to pools and Secrets.

@@ -965,17 +965,7 @@ pub fn fingerprint(request: &TaskRequest) -> String {
     doc.insert("app_name".into(), Value::from(request.app_name.as_str()));
     doc.insert("etab_name".into(), Value::from(request.etab_name.as_str()));
     let digest = Sha256::digest(canonical_json(&Value::Object(doc)).as_bytes());
-    hex(&digest)
-}
-
-fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        out.push(char::from(DIGITS[usize::from(b >> 4)]));
-        out.push(char::from(DIGITS[usize::from(b & 0x0f)]));
-    }
-    out
+    crate::lower_hex(&digest)
 }
 
 /// Python's `json.dumps(value, sort_keys=True, separators=(",", ":"))` with its default

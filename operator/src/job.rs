@@ -97,7 +97,7 @@ fn object_name(task: &Task, suffix: &str) -> String {
 
 fn uid_hash(uid: &str) -> String {
     let digest = Sha256::digest(uid.as_bytes());
-    let mut hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    let mut hex = esup_api::lower_hex(&digest);
     hex.truncate(HASH_LEN);
     hex
 }

@@ -7,6 +7,7 @@
 //! patches). I/O parts: `runtime` (watchers, the scheduling loop, writes), `leader` (Lease),
 //! `http` (`/metrics`, `/healthz`, `/readyz`).
 
+pub mod cli;
 pub mod crdgen;
 pub mod error;
 pub mod failure;

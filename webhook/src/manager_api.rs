@@ -71,7 +71,7 @@ fn new_task_id() -> Result<String, ApiError> {
     // UUID version 4, as the reference manager's task ids.
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
-    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    let h = esup_api::lower_hex(&b);
     Ok(format!(
         "{}-{}-{}-{}-{}",
         &h[0..8],

@@ -26,6 +26,7 @@
 mod http;
 mod logic;
 
+use esup_operator::runtime::index::newer;
 use std::collections::{HashMap, HashSet};
 use std::fmt::Debug;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -307,18 +308,6 @@ enum Change {
 struct Index {
     tasks: HashMap<String, TaskView>,
     relisting: HashMap<TaskKind, HashSet<String>>,
-}
-
-/// resourceVersions are opaque, but the API server hands out etcd revisions: compare them
-/// when both parse, else take the incoming one.
-fn newer(incoming: Option<&str>, current: Option<&str>) -> bool {
-    match (
-        incoming.and_then(|v| v.parse::<u64>().ok()),
-        current.and_then(|v| v.parse::<u64>().ok()),
-    ) {
-        (Some(i), Some(c)) => i >= c,
-        _ => true,
-    }
 }
 
 impl Index {

@@ -269,7 +269,7 @@ impl ResultStore {
             }
         }
         Ok(StoredFile {
-            sha256: hex(&hasher.finalize()),
+            sha256: esup_api::lower_hex(&hasher.finalize()),
             size_bytes: size,
         })
     }
@@ -499,16 +499,6 @@ fn relative_name(location: &Path, base: &Path) -> Option<String> {
     })
 }
 
-fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        out.push(char::from(DIGITS[usize::from(b >> 4)]));
-        out.push(char::from(DIGITS[usize::from(b & 0x0f)]));
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -614,7 +604,7 @@ mod tests {
         for _ in 0..20 {
             hasher.update(&chunk);
         }
-        assert_eq!(stored.sha256, hex(&hasher.finalize()));
+        assert_eq!(stored.sha256, esup_api::lower_hex(&hasher.finalize()));
         let (total, bytes) = read_all(&store, "big.ts", Some(5..(12 << 20))).await;
         assert_eq!(total, 20 << 20);
         assert_eq!(bytes.len(), (12 << 20) - 5);

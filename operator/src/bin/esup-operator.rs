@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
+use esup_operator::cli;
 use esup_operator::http::{self, Health};
 use esup_operator::job::RunnerConfig;
 use esup_operator::leader::{self, LeaderConfig};
@@ -46,10 +47,10 @@ struct Args {
     #[arg(long, env = "ESUP_JOB_TTL_SECONDS", default_value_t = 3600)]
     job_ttl_seconds: i32,
     /// Retention of finished tasks that set none, e.g. 1440h (60 days).
-    #[arg(long, env = "ESUP_DEFAULT_RETENTION", default_value = "1440h", value_parser = parse_duration)]
+    #[arg(long, env = "ESUP_DEFAULT_RETENTION", default_value = "1440h", value_parser = cli::parse_duration)]
     default_retention: Duration,
     /// How long a runner pod may fail to pull its image before its attempt ends.
-    #[arg(long, env = "ESUP_IMAGE_PULL_GRACE", default_value = "2m", value_parser = parse_duration)]
+    #[arg(long, env = "ESUP_IMAGE_PULL_GRACE", default_value = "2m", value_parser = cli::parse_duration)]
     image_pull_grace: Duration,
     /// Namespace of the leader-election Lease (the operator's own namespace).
     #[arg(long, env = "POD_NAMESPACE", default_value = "esup-system")]
@@ -74,27 +75,10 @@ struct Args {
     log_format: String,
 }
 
-fn parse_duration(text: &str) -> Result<Duration, String> {
-    text.parse::<kube::core::Duration>()
-        .map(Duration::from)
-        .map_err(|e| format!("{text:?} is not a duration like 90s, 15m or 1440h: {e}"))
-}
-
-fn init_logging(format: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,kube=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    if format == "json" {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
-}
-
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    init_logging(&args.log_format);
+    cli::init_logging(&args.log_format);
     match run(args).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
@@ -150,7 +134,7 @@ async fn run(args: Args) -> Result<(), String> {
     tokio::select! {
         () = operator.run(leadership) => tracing::warn!("scheduling loop ended"),
         served = server => return Err(format!("metrics and health server stopped: {served:?}")),
-        () = shutdown_signal() => tracing::info!("shutting down"),
+        () = cli::shutdown_signal() => tracing::info!("shutting down"),
     }
     // Hand the Lease over at once instead of letting the other replica wait for it to expire.
     election.abort();
@@ -159,19 +143,4 @@ async fn run(args: Args) -> Result<(), String> {
     }
     let _ = stop_http.send(());
     Ok(())
-}
-
-async fn shutdown_signal() {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = terminate => {}
-    }
 }

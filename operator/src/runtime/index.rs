@@ -62,7 +62,7 @@ pub struct Index {
 
 /// resourceVersions are opaque, but the API server hands out etcd revisions; compare them
 /// when both parse, and otherwise take the newer event on trust.
-fn newer(incoming: Option<&str>, current: Option<&str>) -> bool {
+pub fn newer(incoming: Option<&str>, current: Option<&str>) -> bool {
     match (
         incoming.and_then(|v| v.parse::<u64>().ok()),
         current.and_then(|v| v.parse::<u64>().ok()),

@@ -421,7 +421,7 @@ impl Operator {
         let secrets: Api<Secret> = Api::namespaced(self.client.clone(), &task.key.namespace);
         let mut bytes = [0u8; 32];
         getrandom::fill(&mut bytes).map_err(|e| Error::Random(e.to_string()))?;
-        let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        let token = esup_api::lower_hex(&bytes);
         let secret = job::callback_secret(task, &token);
         self.metrics.inc_writes("secret");
         match secrets

@@ -7,6 +7,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use clap::Parser;
+use esup_operator::cli;
 use esup_webhook::dedup::Dedup;
 use esup_webhook::manager_api::App;
 use esup_webhook::notifier::NotifierConfig;
@@ -79,37 +80,20 @@ struct Args {
     s3_secret_access_key: String,
     /// How long Esup-Pod may take to answer a notify before it counts as delivered (it imports
     /// the results while the request is open).
-    #[arg(long, env = "ESUP_NOTIFY_READ_TIMEOUT", default_value = "15s", value_parser = parse_duration)]
+    #[arg(long, env = "ESUP_NOTIFY_READ_TIMEOUT", default_value = "15s", value_parser = cli::parse_duration)]
     notify_read_timeout: Duration,
     /// How often the result files of deleted tasks are removed.
-    #[arg(long, env = "ESUP_RESULTS_SWEEP", default_value = "10m", value_parser = parse_duration)]
+    #[arg(long, env = "ESUP_RESULTS_SWEEP", default_value = "10m", value_parser = cli::parse_duration)]
     results_sweep: Duration,
     /// Log format: text or json.
     #[arg(long, env = "ESUP_LOG_FORMAT", default_value = "text")]
     log_format: String,
 }
 
-fn parse_duration(text: &str) -> Result<Duration, String> {
-    text.parse::<kube::core::Duration>()
-        .map(Duration::from)
-        .map_err(|e| format!("{text:?} is not a duration like 15s or 1m: {e}"))
-}
-
-fn init_logging(format: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,kube=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    if format == "json" {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
-}
-
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    init_logging(&args.log_format);
+    cli::init_logging(&args.log_format);
     match run(args).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
@@ -197,23 +181,8 @@ async fn run(args: Args) -> Result<(), String> {
     tracing::info!(listen = %args.listen, "esup-webhook serving");
     warp::serve(server::routes(app, limiter))
         .incoming(listener)
-        .graceful(shutdown_signal())
+        .graceful(cli::shutdown_signal())
         .run()
         .await;
     Ok(())
-}
-
-async fn shutdown_signal() {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = terminate => {}
-    }
 }
