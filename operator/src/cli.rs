@@ -22,6 +22,14 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         .map_err(|e| format!("{text:?} is not a duration like 90s, 15m or 1440h: {e}"))
 }
 
+/// This replica's name in Leases and Events: the flag, else the pod name, else the host
+/// name, else `<program>-<pid>`.
+pub fn identity(flag: Option<String>, program: &str) -> String {
+    flag.or_else(|| std::env::var("POD_NAME").ok())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| format!("{program}-{}", std::process::id()))
+}
+
 /// Resolves on SIGTERM (what Kubernetes sends) or Ctrl-C.
 pub async fn shutdown_signal() {
     let terminate = async {

@@ -72,8 +72,14 @@ impl SecretError {
 
 pub const DEFAULT_MAX_BACKLOG: u32 = 500;
 
-fn digest(token: &str) -> [u8; 32] {
-    Sha256::digest(token.as_bytes()).into()
+fn digest(token: &[u8]) -> [u8; 32] {
+    Sha256::digest(token).into()
+}
+
+/// Whether two tokens are equal, compared by digest so that the time taken does not tell how
+/// close a guess came.
+pub fn tokens_match(a: &[u8], b: &[u8]) -> bool {
+    constant_time_eq(&digest(a), &digest(b))
 }
 
 /// Equality that takes the same time wherever the inputs differ.
@@ -111,7 +117,7 @@ impl TokenTable {
                                 namespace: Some(secret.namespace.clone()),
                             },
                         };
-                        table.entries.push((digest(token), caller));
+                        table.entries.push((digest(token.as_bytes()), caller));
                     }
                 }
                 Err(e) => errors.push(e),
@@ -123,7 +129,7 @@ impl TokenTable {
     /// The caller a token belongs to. Every entry is compared, in constant time each, so the
     /// answer's timing does not tell how close a guess came.
     pub fn authenticate(&self, token: &str) -> Option<&Caller> {
-        let presented = digest(token);
+        let presented = digest(token.as_bytes());
         let mut found = None;
         for (known, caller) in &self.entries {
             if constant_time_eq(known, &presented) && found.is_none() {
@@ -289,7 +295,7 @@ mod tests {
 
     #[test]
     fn comparison_is_over_digests() {
-        let a = digest("token");
+        let a = digest(b"token");
         let mut b = a;
         assert!(constant_time_eq(&a, &b));
         b[31] ^= 1;

@@ -92,11 +92,7 @@ async fn run(args: Args) -> Result<(), String> {
     let client = kube::Client::try_default()
         .await
         .map_err(|e| format!("cannot configure the Kubernetes client: {e}"))?;
-    let identity = args
-        .identity
-        .clone()
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .unwrap_or_else(|| format!("esup-operator-{}", std::process::id()));
+    let identity = cli::identity(args.identity.clone(), "esup-operator");
     let lease = LeaderConfig::new(&args.namespace, &args.lease_name, &identity);
     lease.validate().map_err(|e| e.to_string())?;
 

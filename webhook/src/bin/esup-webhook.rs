@@ -149,9 +149,7 @@ async fn run(args: Args) -> Result<(), String> {
     };
     let store = ResultStore::new(&store_config)
         .map_err(|e| format!("result store {store_config:?}: {e}"))?;
-    let identity = std::env::var("POD_NAME")
-        .or_else(|_| std::env::var("HOSTNAME"))
-        .unwrap_or_else(|_| format!("esup-webhook-{}", std::process::id()));
+    let identity = cli::identity(None, "esup-webhook");
     let mut notifier = NotifierConfig::new(&args.namespace, identity, policy.clone());
     notifier.read_timeout = args.notify_read_timeout;
     tokio::spawn(esup_webhook::notifier::run(client.clone(), notifier));
