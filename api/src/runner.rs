@@ -41,7 +41,7 @@ pub mod env {
 /// What the runner posts to the webhook when it is done: the end of the task as Esup-Pod will
 /// be told it, and the result files it uploaded. Field names follow the Esup-Pod protocol
 /// (`error_message`, `script_output`) so they pass through to the notify body unchanged.
-#[derive(serde::Serialize, serde::Deserialize, Clone, Debug, PartialEq)]
+#[derive(serde::Serialize, serde::Deserialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
 pub struct Completion {
     /// `completed`, `failed` or `timeout`.
     pub status: crate::wire::TerminalStatus,
@@ -60,7 +60,9 @@ pub struct Completion {
 }
 
 /// One uploaded result file.
-#[derive(serde::Serialize, serde::Deserialize, Clone, Debug, PartialEq, Eq)]
+#[derive(
+    serde::Serialize, serde::Deserialize, Clone, Debug, PartialEq, Eq, schemars::JsonSchema,
+)]
 pub struct ResultFileEntry {
     /// Relative to the task's result directory; must pass [`safe_result_path`].
     pub path: String,
@@ -92,7 +94,7 @@ impl From<ResultFileEntry> for crate::status::ResultFile {
 }
 
 /// What the runner posts while it works; it also serves as its heartbeat.
-#[derive(serde::Serialize, serde::Deserialize, Clone, Debug, PartialEq)]
+#[derive(serde::Serialize, serde::Deserialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
 pub struct ProgressReport {
     /// download, probe, encode, transcribe, upload...
     pub stage: String,

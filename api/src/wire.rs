@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::jiff::Timestamp;
 use k8s_openapi::jiff::tz::TimeZone;
+use schemars::JsonSchema;
 use serde::de::{self, Deserializer};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -14,7 +15,7 @@ use crate::status::{NotificationState, NotificationStatus, TaskOutcome, TaskPhas
 
 /// Body of `POST /task/execute` (the manager's `TaskRequest`). Unknown fields are ignored, as
 /// Pydantic ignores them, so a newer Esup-Pod sending more keys is still accepted.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 pub struct TaskRequest {
     /// "University name / Pod".
     pub etab_name: String,
@@ -39,7 +40,7 @@ pub struct TaskRequest {
 }
 
 /// Answer of `POST /task/execute`. Esup-Pod needs HTTP 200 with exactly these two keys.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 pub struct ExecuteResponse {
     pub task_id: String,
     /// Always `running` for an accepted task, queued or not: a `pending` answer would make
@@ -48,7 +49,7 @@ pub struct ExecuteResponse {
 }
 
 /// FastAPI's error shape, `{"detail": "..."}`. Esup-Pod never parses it, people do.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 pub struct ErrorBody {
     pub detail: String,
 }
@@ -62,7 +63,7 @@ impl ErrorBody {
 }
 
 /// A task's status as the manager reports it (`/task/status`, `/task/list`, dedup answers).
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ManagerStatus {
     /// Accepted and not finished: queued, admitted or running. We never answer `pending`.
@@ -136,7 +137,7 @@ pub fn manager_status(
 
 /// The terminal statuses of the protocol: what runners report on completion and what the
 /// notify callback carries (`completed|failed|timeout`; the manager answers 422 to others).
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum TerminalStatus {
     Completed,
@@ -186,7 +187,7 @@ impl From<TerminalStatus> for ManagerStatus {
 
 /// Body of `GET /task/status/{id}` and of each `/task/list` entry: the manager's `Task` model
 /// minus `client_token` (the key is absent, not null), fields in the manager's order.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 pub struct ManagerTask {
     pub task_id: String,
     /// The manager's runner id; ours names where the task runs (empty while queued). A string,
@@ -234,7 +235,7 @@ pub fn manager_timestamp(time: Timestamp) -> String {
 }
 
 /// Body of `GET /task/result/{id}`. Esup-Pod needs a non-empty `files` list.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 pub struct Manifest {
     /// The manager adds it when the runner's manifest lacks it.
     #[serde(default)]
@@ -245,7 +246,7 @@ pub struct Manifest {
 /// One result file of a manifest. We write `{"path": ..., "sha256": ...}` so that Esup-Pod
 /// verifies each download; reading accepts every shape Esup-Pod accepts (a bare path string,
 /// or an object with `file_path` or `path` and an optional `sha256`).
-#[derive(Serialize, Clone, Debug, PartialEq, Eq)]
+#[derive(Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 pub struct ManifestEntry {
     /// Relative to the task's result directory.
     pub path: String,
@@ -358,7 +359,7 @@ pub fn is_sha256_hex(s: &str) -> bool {
 /// Body of the notify callback `POST <notify_url>`. Serialize it with `serde_json::to_vec`
 /// (compact, UTF-8 as the manager's `ensure_ascii=False`); `null`s are kept because Esup-Pod
 /// reads the keys.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 pub struct NotifyBody {
     pub task_id: String,
     pub status: TerminalStatus,
@@ -368,7 +369,7 @@ pub struct NotifyBody {
 }
 
 /// Body of `GET /manager/health` and `GET /api/health` (§1.6).
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 pub struct HealthBody {
     /// `healthy`: what both Esup-Pod's admin and the reference runner check.
     pub status: String,
@@ -392,7 +393,7 @@ impl HealthBody {
 }
 
 /// Body of `GET /api/version` (§1.8).
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 pub struct VersionBody {
     pub version: String,
     pub version_info: VersionInfo,
@@ -403,7 +404,7 @@ pub struct VersionBody {
 }
 
 /// `{"major","minor","patch"}` of [`VersionBody`].
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
 pub struct VersionInfo {
     pub major: u64,
     pub minor: u64,

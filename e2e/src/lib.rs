@@ -168,20 +168,44 @@ pub struct WebhookProcess {
     pub results_dir: PathBuf,
 }
 
+/// How to start a webhook beyond the defaults.
+#[derive(Clone, Debug, Default)]
+pub struct WebhookOptions {
+    /// Listen on this port of the pod gateway (a restart keeps its address); None: a free one.
+    pub port: Option<u16>,
+    /// Keep the result directory of an earlier run of the same name (a restart).
+    pub keep_results: bool,
+    /// Further command-line flags.
+    pub extra_args: Vec<String>,
+}
+
+/// A free port on the pod network's gateway, for a server started later.
+pub fn free_gateway_port() -> u16 {
+    let gateway = std::env::var("ESUP_POD_GATEWAY").unwrap_or_else(|_| "10.244.0.1".to_owned());
+    let probe = std::net::TcpListener::bind(format!("{gateway}:0"))
+        .expect("a free port on the pod gateway");
+    probe.local_addr().expect("address").port()
+}
+
 impl WebhookProcess {
     pub async fn start(name: &str) -> Self {
+        Self::start_with(name, WebhookOptions::default()).await
+    }
+
+    pub async fn start_with(name: &str, options: WebhookOptions) -> Self {
         let gateway = std::env::var("ESUP_POD_GATEWAY").unwrap_or_else(|_| "10.244.0.1".to_owned());
-        let port = {
-            let probe = std::net::TcpListener::bind(format!("{gateway}:0"))
-                .expect("a free port on the pod gateway");
-            probe.local_addr().expect("address").port()
-        };
+        let port = options.port.unwrap_or_else(free_gateway_port);
         let results_dir = std::env::temp_dir().join(format!("esup-e2e-results-{name}"));
-        let _ = std::fs::remove_dir_all(&results_dir);
+        if !options.keep_results {
+            let _ = std::fs::remove_dir_all(&results_dir);
+        }
         let log_dir = std::env::temp_dir().join("esup-e2e-logs");
         std::fs::create_dir_all(&log_dir).expect("log dir");
-        let log =
-            std::fs::File::create(log_dir.join(format!("webhook-{name}.log"))).expect("log file");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log_dir.join(format!("webhook-{name}.log")))
+            .expect("log file");
         let child = tokio::process::Command::new(webhook_binary())
             .args([
                 "--listen",
@@ -198,6 +222,7 @@ impl WebhookProcess {
                 "100000",
             ])
             .args(["--results-sweep", "2s"])
+            .args(&options.extra_args)
             .env("RUST_LOG", "info,esup_webhook=debug,kube=warn")
             .env("POD_NAME", format!("webhook-{name}"))
             .stdout(log.try_clone().expect("log"))
@@ -330,6 +355,12 @@ pub struct EsupPodStandIn {
 
 impl EsupPodStandIn {
     pub async fn start(token: &str, manager_base: &str) -> Self {
+        Self::start_on(0, token, manager_base).await
+    }
+
+    /// Listens on `port` of the pod gateway (0: any free port), e.g. the port of a notify URL
+    /// that was unreachable until now.
+    pub async fn start_on(port: u16, token: &str, manager_base: &str) -> Self {
         let gateway = std::env::var("ESUP_POD_GATEWAY").unwrap_or_else(|_| "10.244.0.1".to_owned());
         let received: Arc<Mutex<Vec<Notified>>> = Arc::default();
         let (record, token, base) = (received.clone(), token.to_owned(), manager_base.to_owned());
@@ -363,7 +394,7 @@ impl EsupPodStandIn {
                     )
                 }
             });
-        let listener = tokio::net::TcpListener::bind(format!("{gateway}:0"))
+        let listener = tokio::net::TcpListener::bind(format!("{gateway}:{port}"))
             .await
             .expect("bind the Esup-Pod stand-in");
         let addr = listener.local_addr().expect("address");

@@ -6,12 +6,15 @@
 //! at its `notify_url` for every terminal state.
 //!
 //! Pure parts: `tenants` (token table), `url_policy` (SSRF guard), `range` (HTTP ranges).
+//! Pure parts too: `openapi` (route table, OpenAPI document, docs pages), `metrics`.
 //! I/O parts: `store` (result files), the routes, the notifier.
 
 pub mod dedup;
 pub mod error;
 pub mod manager_api;
+pub mod metrics;
 pub mod notifier;
+pub mod openapi;
 pub mod range;
 pub mod retention;
 pub mod runner_api;

@@ -15,7 +15,7 @@ use k8s_openapi::jiff::Timestamp;
 use warp::http::StatusCode;
 use warp::reply::{Reply, Response};
 
-use crate::dedup::{Claim, Dedup};
+use crate::dedup::{Dedup, Submitted};
 use crate::error::ApiError;
 use crate::tasks::{self, AnyTask, Tasks};
 use crate::tenants::{Caller, TokenTable};
@@ -65,23 +65,6 @@ fn json<T: serde::Serialize>(status: StatusCode, body: &T) -> Response {
     warp::reply::with_status(warp::reply::json(body), status).into_response()
 }
 
-fn new_task_id() -> Result<String, ApiError> {
-    let mut b = [0u8; 16];
-    getrandom::fill(&mut b).map_err(|e| ApiError::internal("RandomSourceError", e.to_string()))?;
-    // UUID version 4, as the reference manager's task ids.
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let h = esup_api::lower_hex(&b);
-    Ok(format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    ))
-}
-
 /// `POST /task/execute` (§1.2).
 pub async fn execute(app: &App, caller: Caller, body: &[u8]) -> Result<Response, ApiError> {
     let request: TaskRequest = serde_json::from_slice(body).map_err(|e| {
@@ -124,56 +107,57 @@ pub async fn execute(app: &App, caller: Caller, body: &[u8]) -> Result<Response,
         )
     })?;
     let fingerprint = params::fingerprint(&request);
+    let fingerprint_label = &fingerprint[..40];
     let namespace = &tenant.namespace;
-    let task_name = new_task_id()?;
-    let task_name = match app
+    let (backlog, chain) = app
+        .tasks
+        .submission_view(namespace, &tenant.name, fingerprint_label);
+    let raw = serde_json::to_string(&request)
+        .map_err(|e| ApiError::internal("SerializationError", e.to_string()))?;
+    // Over its backlog bound, a tenant is told "no capacity" so that Esup-Pod tries its next
+    // manager, exactly as when the reference manager has no free runner. An identical request
+    // in flight is still answered with its task (below, before any create).
+    let over_backlog = backlog >= tenant.max_backlog as usize;
+    // The create is the de-duplication claim: the name comes from the fingerprint (dedup.rs).
+    let create = |name: String, epoch: u64| {
+        let metadata = ObjectMeta {
+            labels: Some(
+                [
+                    (crate::tenants::TENANT_LABEL.to_owned(), tenant.name.clone()),
+                    (
+                        tasks::FINGERPRINT_LABEL.to_owned(),
+                        fingerprint_label.to_owned(),
+                    ),
+                    (crate::dedup::EPOCH_LABEL.to_owned(), epoch.to_string()),
+                ]
+                .into(),
+            ),
+            annotations: Some([(tasks::REQUEST_ANNOTATION.to_owned(), raw.clone())].into()),
+            ..ObjectMeta::default()
+        };
+        let spec = spec.clone();
+        async move {
+            if over_backlog {
+                return Err(ApiError::unavailable("BacklogFull", "No runners available"));
+            }
+            app.tasks.create(namespace, &name, spec, metadata).await
+        }
+    };
+    let task = match app
         .dedup
-        .claim(&app.tasks, namespace, &fingerprint, &task_name)
+        .submit(namespace, &fingerprint, &chain, create)
         .await?
     {
-        Claim::Existing(task) => {
+        Submitted::Existing(task) => {
             let body = ExecuteResponse {
                 task_id: task.name().to_owned(),
                 status: task.manager_status(),
             };
             return Ok(json(StatusCode::OK, &body));
         }
-        Claim::Owned { task_name } => task_name,
+        Submitted::New(task) => task,
     };
-    // Over its backlog bound, a tenant is told "no capacity" so that Esup-Pod tries its next
-    // manager, exactly as when the reference manager has no free runner.
-    if app.tasks.unfinished(namespace, &tenant.name) >= tenant.max_backlog as usize {
-        app.dedup.release(namespace, &fingerprint).await;
-        return Err(ApiError::unavailable("BacklogFull", "No runners available"));
-    }
-    let raw = serde_json::to_string(&request)
-        .map_err(|e| ApiError::internal("SerializationError", e.to_string()))?;
-    let metadata = ObjectMeta {
-        labels: Some(
-            [
-                (crate::tenants::TENANT_LABEL.to_owned(), tenant.name.clone()),
-                (
-                    tasks::FINGERPRINT_LABEL.to_owned(),
-                    fingerprint[..40].to_owned(),
-                ),
-            ]
-            .into(),
-        ),
-        annotations: Some([(tasks::REQUEST_ANNOTATION.to_owned(), raw)].into()),
-        ..ObjectMeta::default()
-    };
-    let task = match app
-        .tasks
-        .create(namespace, &task_name, spec, metadata)
-        .await
-    {
-        Ok(task) => task,
-        Err(e) => {
-            app.dedup.release(namespace, &fingerprint).await;
-            return Err(e);
-        }
-    };
-    app.dedup.bind(namespace, &fingerprint, &task).await;
+    let task_name = task.name().to_owned();
     tracing::info!(tenant = %tenant.name, task = %task_name, task_type = %request.task_type, "task submitted");
     Ok(json(
         StatusCode::OK,
@@ -410,14 +394,5 @@ mod tests {
                 "{x:?} {auth:?}"
             );
         }
-    }
-
-    #[test]
-    fn task_ids_are_uuid4() {
-        let id = new_task_id().unwrap();
-        assert_eq!(id.len(), 36);
-        assert_eq!(&id[14..15], "4");
-        assert!(matches!(&id[19..20], "8" | "9" | "a" | "b"));
-        assert_ne!(id, new_task_id().unwrap());
     }
 }

@@ -1,9 +1,12 @@
 //! The HTTP surface: warp filters binding paths to handlers, request size limits, rate
-//! limiting per client, and rejections turned into `{"detail": ...}` bodies.
+//! limiting per client, rejections turned into `{"detail": ...}` bodies, the API's own
+//! description (`/openapi.json`, `/docs`, `/redoc`) and `/metrics`. Every request is counted
+//! by the route template it matched (`openapi::Route`).
 
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -14,6 +17,8 @@ use warp::{Filter, Rejection};
 
 use crate::error::ApiError;
 use crate::manager_api::{self, App};
+use crate::metrics::Metrics;
+use crate::openapi::{DocsAssets, Route};
 use crate::runner_api;
 use crate::tasks::AnyTask;
 use crate::tenants::Caller;
@@ -58,6 +63,18 @@ impl RateLimiter {
     }
 }
 
+/// The error category of an error answer, carried to the metrics wrapper in the response's
+/// extensions.
+#[derive(Clone, Copy, Debug)]
+struct ErrorCategory(&'static str);
+
+fn error_response(e: ApiError) -> Response {
+    let category = e.category;
+    let mut response = e.into_response();
+    response.extensions_mut().insert(ErrorCategory(category));
+    response
+}
+
 fn respond(result: Result<Response, ApiError>) -> Response {
     match result {
         Ok(response) => response,
@@ -65,7 +82,30 @@ fn respond(result: Result<Response, ApiError>) -> Response {
             if e.status.is_server_error() {
                 tracing::warn!(category = e.category, detail = %e.detail, "request failed");
             }
-            e.into_response()
+            error_response(e)
+        }
+    }
+}
+
+/// What the routes need beside the handlers' state: the metrics and the docs pages' assets.
+pub struct Surface {
+    pub metrics: Arc<Metrics>,
+    pub docs: DocsAssets,
+}
+
+const OPENMETRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+fn metrics_reply(metrics: &Metrics) -> Response {
+    match metrics.encode() {
+        Ok(text) => warp::reply::with_header(
+            text,
+            warp::http::header::CONTENT_TYPE,
+            OPENMETRICS_CONTENT_TYPE,
+        )
+        .into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot encode metrics");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
         }
     }
 }
@@ -85,10 +125,15 @@ fn caller(
 pub fn routes(
     app: Arc<App>,
     limiter: Arc<RateLimiter>,
+    surface: Arc<Surface>,
 ) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
     let with_app = {
         let app = app.clone();
         warp::any().map(move || app.clone())
+    };
+    let with_metrics = {
+        let metrics = surface.metrics.clone();
+        warp::any().map(move || metrics.clone())
     };
     let auth = caller(app.clone());
 
@@ -98,12 +143,27 @@ pub fn routes(
         .and(auth.clone())
         .and(warp::body::content_length_limit(MAX_REQUEST_BYTES))
         .and(warp::body::bytes())
+        .and(with_metrics.clone())
         .then(
-            |app: Arc<App>, caller: Result<Caller, ApiError>, body: Bytes| async move {
-                respond(match caller {
+            |app: Arc<App>,
+             caller: Result<Caller, ApiError>,
+             body: Bytes,
+             metrics: Arc<Metrics>| async move {
+                let tenant = caller.as_ref().ok().map(|c| c.tenant.name.clone());
+                let result = match caller {
                     Ok(caller) => manager_api::execute(&app, caller, &body).await,
                     Err(e) => Err(e),
-                })
+                };
+                // Accepted means the body parsed and its task type passed validation, so the
+                // label values are bounded.
+                if let (Ok(response), Some(tenant)) = (&result, tenant)
+                    && response.status() == StatusCode::OK
+                    && let Ok(request) =
+                        serde_json::from_slice::<esup_api::wire::TaskRequest>(&body)
+                {
+                    metrics.task_submitted(&tenant, &request.task_type);
+                }
+                respond(result)
             },
         );
     let status = warp::get()
@@ -181,18 +241,33 @@ pub fn routes(
         .and(warp::header::optional::<String>("range"))
         .and(with_app.clone())
         .and(auth.clone())
+        .and(with_metrics.clone())
         .then(
             |id: String,
              tail: warp::path::Tail,
              range: Option<String>,
              app: Arc<App>,
-             caller: Result<Caller, ApiError>| async move {
-                respond(match caller {
+             caller: Result<Caller, ApiError>,
+             metrics: Arc<Metrics>| async move {
+                let response = respond(match caller {
                     Ok(c) => {
                         runner_api::download(&app, &c, &id, tail.as_str(), range.as_deref()).await
                     }
                     Err(e) => Err(e),
-                })
+                });
+                // The bytes served, as announced; a client that hangs up early is counted whole.
+                if matches!(
+                    response.status(),
+                    StatusCode::OK | StatusCode::PARTIAL_CONTENT
+                ) && let Some(length) = response
+                    .headers()
+                    .get(warp::http::header::CONTENT_LENGTH)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse::<u64>().ok())
+                {
+                    metrics.bytes_downloaded(length);
+                }
+                response
             },
         );
     let runner = warp::path("runner")
@@ -240,7 +315,31 @@ pub fn routes(
         .and(warp::path("files"))
         .and(warp::path::tail())
         .and(warp::body::stream())
+        .and(with_metrics.clone())
         .then(upload);
+    let document = Arc::new(crate::openapi::document().to_string());
+    let openapi = warp::get().and(warp::path!("openapi.json")).map(move || {
+        warp::reply::with_header(
+            document.as_str().to_owned(),
+            warp::http::header::CONTENT_TYPE,
+            "application/json",
+        )
+        .into_response()
+    });
+    let swagger_page = surface.docs.swagger_ui("/openapi.json");
+    let docs = warp::get()
+        .and(warp::path!("docs"))
+        .map(move || warp::reply::html(swagger_page.clone()).into_response());
+    let redoc_page = surface.docs.redoc("/openapi.json");
+    let redoc = warp::get()
+        .and(warp::path!("redoc"))
+        .map(move || warp::reply::html(redoc_page.clone()).into_response());
+    let metrics_route = {
+        let metrics = surface.metrics.clone();
+        warp::get()
+            .and(warp::path!("metrics"))
+            .map(move || metrics_reply(&metrics))
+    };
     let root = warp::get().and(warp::path::end()).map(|| {
         warp::reply::json(&serde_json::json!({
             "message": "Runner Manager",
@@ -262,39 +361,71 @@ pub fn routes(
         }
     });
 
-    limited
-        .untuple_one()
-        .and(
-            execute
-                .or(status)
-                .unify()
-                .or(result)
-                .unify()
-                .or(health)
-                .unify()
-                .or(version)
-                .unify()
-                .or(list)
-                .unify()
-                .or(api_tasks)
-                .unify()
-                .or(api_runners)
-                .unify()
-                .or(stop)
-                .unify()
-                .or(download)
-                .unify()
-                .or(runner_progress)
-                .unify()
-                .or(runner_completion)
-                .unify()
-                .or(runner_upload)
-                .unify()
-                .or(root)
-                .unify(),
-        )
-        .recover(rejection)
+    // Each route is boxed before they are chained: the nested filter types of an unboxed
+    // chain this long take rustc many minutes to check.
+    let mut api = execute.boxed();
+    for next in [
+        status.boxed(),
+        result.boxed(),
+        health.boxed(),
+        version.boxed(),
+        list.boxed(),
+        api_tasks.boxed(),
+        api_runners.boxed(),
+        stop.boxed(),
+        download.boxed(),
+        runner_progress.boxed(),
+        runner_completion.boxed(),
+        runner_upload.boxed(),
+        root.boxed(),
+        openapi.boxed(),
+        docs.boxed(),
+        redoc.boxed(),
+    ] {
+        api = api.or(next).unify().boxed();
+    }
+    let served = metrics_route
+        .boxed()
+        .or(limited.untuple_one().and(api).boxed())
         .unify()
+        .recover(rejection)
+        .unify();
+
+    let metrics = surface.metrics.clone();
+    warp::any()
+        .map(Instant::now)
+        .and(warp::method())
+        .and(warp::path::full())
+        .and(served)
+        .map(
+            move |start: Instant,
+                  method: warp::http::Method,
+                  path: warp::path::FullPath,
+                  response: Response| {
+                let route = Route::classify(method.as_str(), path.as_str());
+                // warp reports 405 when a method-first route rejected a path no route has.
+                let response = if response.status() == StatusCode::METHOD_NOT_ALLOWED
+                    && Route::any_for_path(path.as_str()).is_none()
+                {
+                    error_response(ApiError::new(
+                        StatusCode::NOT_FOUND,
+                        "NotFound",
+                        "Not Found",
+                    ))
+                } else {
+                    response
+                };
+                let category = response.extensions().get::<ErrorCategory>().map(|c| c.0);
+                metrics.observe_request(
+                    route,
+                    method.as_str(),
+                    response.status().as_u16(),
+                    category,
+                    start.elapsed().as_secs_f64(),
+                );
+                response
+            },
+        )
 }
 
 async fn upload<S, B>(
@@ -302,6 +433,7 @@ async fn upload<S, B>(
     task: Result<AnyTask, ApiError>,
     tail: warp::path::Tail,
     body: S,
+    metrics: Arc<Metrics>,
 ) -> Response
 where
     S: futures::Stream<Item = Result<B, warp::Error>> + Send + 'static,
@@ -311,13 +443,24 @@ where
     let path = percent_encoding::percent_decode_str(tail.as_str())
         .decode_utf8_lossy()
         .into_owned();
-    respond(match task {
+    // Counted as they stream in, and recorded only once the file is stored.
+    let received = Arc::new(AtomicU64::new(0));
+    let result = match task {
         Ok(task) => {
-            let body = body.map_ok(|mut buf| buf.copy_to_bytes(buf.remaining()));
+            let counter = received.clone();
+            let body = body.map_ok(move |mut buf| {
+                let chunk = buf.copy_to_bytes(buf.remaining());
+                counter.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                chunk
+            });
             runner_api::upload(&app, &task, &path, Box::pin(body)).await
         }
         Err(e) => Err(e),
-    })
+    };
+    if result.is_ok() {
+        metrics.bytes_uploaded(received.load(Ordering::Relaxed));
+    }
+    respond(result)
 }
 
 #[derive(Debug)]
@@ -328,32 +471,38 @@ impl warp::reject::Reject for RateLimited {}
 async fn rejection(r: Rejection) -> Result<Response, Infallible> {
     let response = if r.find::<RateLimited>().is_some() {
         let body = warp::reply::json(&serde_json::json!({"error": "Rate limit exceeded"}));
-        warp::reply::with_status(body, StatusCode::TOO_MANY_REQUESTS).into_response()
+        let mut response =
+            warp::reply::with_status(body, StatusCode::TOO_MANY_REQUESTS).into_response();
+        response
+            .extensions_mut()
+            .insert(ErrorCategory("RateLimited"));
+        response
     } else if r.is_not_found() {
-        ApiError::new(StatusCode::NOT_FOUND, "NotFound", "Not Found").into_response()
+        error_response(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            "Not Found",
+        ))
     } else if r.find::<warp::reject::PayloadTooLarge>().is_some() {
-        ApiError::new(
+        error_response(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "PayloadTooLarge",
             "Request body too large",
-        )
-        .into_response()
+        ))
     } else if r.find::<warp::reject::MethodNotAllowed>().is_some() {
-        ApiError::new(
+        error_response(ApiError::new(
             StatusCode::METHOD_NOT_ALLOWED,
             "MethodNotAllowed",
             "Method Not Allowed",
-        )
-        .into_response()
+        ))
     } else if r.find::<warp::reject::LengthRequired>().is_some() {
-        ApiError::new(
+        error_response(ApiError::new(
             StatusCode::LENGTH_REQUIRED,
             "LengthRequired",
             "Content-Length required",
-        )
-        .into_response()
+        ))
     } else {
-        ApiError::bad_request("BadRequest", format!("{r:?}")).into_response()
+        error_response(ApiError::bad_request("BadRequest", format!("{r:?}")))
     };
     Ok(response)
 }
@@ -376,5 +525,147 @@ mod tests {
             "a new window"
         );
         assert!(limiter.allow(None, t0));
+    }
+
+    /// An App whose Kubernetes client points at a closed loopback port: the routes answer
+    /// from empty caches, which is all routing needs.
+    fn offline_app(results: &std::path::Path) -> Arc<App> {
+        let config = kube::Config::new("http://127.0.0.1:9".parse().unwrap());
+        let client = kube::Client::try_from(config).unwrap();
+        let (pools, _writer) = kube::runtime::reflector::store();
+        let store = crate::store::ResultStore::new(&crate::store::StoreConfig::Filesystem {
+            root: results.to_owned(),
+        })
+        .unwrap();
+        Arc::new(App {
+            tasks: crate::tasks::Tasks::start(client),
+            tokens: Arc::default(),
+            policy: crate::url_policy::UrlPolicy::default(),
+            dedup: crate::dedup::Dedup::new(),
+            pools,
+            store,
+        })
+    }
+
+    /// A concrete path for a template.
+    fn example_path(template: &str) -> String {
+        template
+            .replace("{plural}", "encodingtasks")
+            .replace("{path}", "dir/a%20b.mp4")
+            .replace('{', "x-")
+            .replace('}', "")
+    }
+
+    #[tokio::test]
+    async fn every_route_is_served_documented_and_labelled() {
+        let results = tempfile::tempdir().unwrap();
+        let metrics = Arc::new(Metrics::new(Arc::default()));
+        let surface = Arc::new(Surface {
+            metrics: metrics.clone(),
+            docs: DocsAssets::default(),
+        });
+        let limiter = Arc::new(RateLimiter::new(1000, Duration::from_secs(60)));
+        let filter = routes(offline_app(results.path()), limiter, surface);
+        let document = crate::openapi::document();
+        for route in Route::ALL {
+            let path = example_path(route.template());
+            let response = warp::test::request()
+                .method(route.method())
+                .path(&path)
+                .body("{}")
+                .reply(&filter)
+                .await;
+            let body: serde_json::Value =
+                serde_json::from_slice(response.body()).unwrap_or_default();
+            // Unauthenticated: a served route answers 401, 404 "Task not found" (runner
+            // routes look the task up first) or, if public, 200; never the router's own 404.
+            let expected: &[u16] = match route.access() {
+                crate::openapi::Access::Public => &[200],
+                crate::openapi::Access::Tenant => &[401],
+                crate::openapi::Access::Callback => &[404],
+            };
+            assert!(
+                expected.contains(&response.status().as_u16()) && body["detail"] != "Not Found",
+                "{route:?} {path}: {} {body}",
+                response.status()
+            );
+            let operation = &document["paths"][route.template()][route.method().to_lowercase()];
+            assert_eq!(
+                operation.is_object(),
+                route.documented(),
+                "{route:?} in the document"
+            );
+        }
+        let unknown = warp::test::request().path("/nope").reply(&filter).await;
+        assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+
+        let text = metrics.encode().unwrap();
+        assert!(text.contains(
+            r#"esup_webhook_http_requests_total{route="/task/status/{task_id}",method="GET",status="4xx"} 1"#
+        ));
+        assert!(text.contains(r#"esup_webhook_rejections_total{reason="auth"}"#));
+        assert!(
+            text.contains(
+                r#"esup_webhook_http_requests_total{route="unmatched",method="GET",status="4xx"} 1"#
+            ),
+            "only /nope is unmatched:\n{text}"
+        );
+    }
+
+    #[tokio::test]
+    async fn pages_metrics_and_document_are_served() {
+        let results = tempfile::tempdir().unwrap();
+        let surface = Arc::new(Surface {
+            metrics: Arc::new(Metrics::new(Arc::default())),
+            docs: DocsAssets::new("http://127.0.0.1:8000/assets"),
+        });
+        // A limit of one: /metrics must still answer once the limit is spent.
+        let limiter = Arc::new(RateLimiter::new(1, Duration::from_secs(60)));
+        let filter = routes(offline_app(results.path()), limiter, surface);
+        let addr: std::net::SocketAddr = "192.0.2.7:5000".parse().unwrap();
+        let get = |path: &'static str| warp::test::request().path(path).remote_addr(addr);
+        let doc = get("/openapi.json").reply(&filter).await;
+        assert_eq!(doc.status(), StatusCode::OK);
+        assert_eq!(doc.headers()["content-type"], "application/json");
+        let value: serde_json::Value = serde_json::from_slice(doc.body()).unwrap();
+        assert_eq!(value["openapi"], "3.1.0");
+        let limited = get("/docs").reply(&filter).await;
+        assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
+        for _ in 0..3 {
+            let metrics = get("/metrics").reply(&filter).await;
+            assert_eq!(metrics.status(), StatusCode::OK);
+            assert!(
+                metrics.headers()["content-type"]
+                    .to_str()
+                    .unwrap()
+                    .starts_with("application/openmetrics-text")
+            );
+        }
+        let text = String::from_utf8(get("/metrics").reply(&filter).await.body().to_vec()).unwrap();
+        assert!(
+            text.contains(r#"esup_webhook_rejections_total{reason="rate_limit"} 1"#),
+            "{text}"
+        );
+
+        let page = warp::test::request()
+            .path("/docs")
+            .remote_addr("192.0.2.8:5000".parse().unwrap())
+            .reply(&filter)
+            .await;
+        assert_eq!(page.status(), StatusCode::OK);
+        let html = String::from_utf8(page.body().to_vec()).unwrap();
+        assert!(
+            html.contains("http://127.0.0.1:8000/assets/swagger-ui-dist@5/swagger-ui-bundle.js")
+        );
+        let page = warp::test::request()
+            .path("/redoc")
+            .remote_addr("192.0.2.9:5000".parse().unwrap())
+            .reply(&filter)
+            .await;
+        assert!(
+            String::from_utf8(page.body().to_vec())
+                .unwrap()
+                .contains("<redoc spec-url=\"/openapi.json\">")
+        );
     }
 }

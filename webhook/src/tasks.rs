@@ -16,6 +16,7 @@ use kube::{Client, Resource};
 use serde::de::DeserializeOwned;
 use warp::http::StatusCode;
 
+use crate::dedup::Created;
 use crate::error::ApiError;
 
 /// Annotation holding Esup-Pod's request as received (it holds no token): `/task/status`
@@ -172,7 +173,13 @@ pub struct Tasks {
     client: Client,
     encoding: Store<EncodingTask>,
     transcription: Store<TranscriptionTask>,
+    /// Tasks created here that the caches may not show yet, counted in the backlog until
+    /// they do: a burst of submissions must not overrun the bound.
+    created: Arc<std::sync::Mutex<Vec<(AnyTask, std::time::Instant)>>>,
 }
+
+/// How long a task created here is counted before the cache shows it.
+const CREATED_GRACE: std::time::Duration = std::time::Duration::from_secs(60);
 
 fn reflect<K>(client: &Client) -> Store<K>
 where
@@ -201,6 +208,7 @@ impl Tasks {
             encoding: reflect(&client),
             transcription: reflect(&client),
             client,
+            created: Arc::default(),
         }
     }
 
@@ -210,7 +218,22 @@ impl Tasks {
             && self.transcription.wait_until_ready().await.is_ok()
     }
 
+    /// A task by name: from the caches, else one created here that they do not show yet
+    /// (Esup-Pod may poll right after its submission).
     pub fn find(&self, namespace: &str, name: &str) -> Option<AnyTask> {
+        self.find_cached(namespace, name).or_else(|| {
+            self.created
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .iter()
+                .find(|(t, at)| {
+                    t.namespace() == namespace && t.name() == name && at.elapsed() < CREATED_GRACE
+                })
+                .map(|(t, _)| t.clone())
+        })
+    }
+
+    fn find_cached(&self, namespace: &str, name: &str) -> Option<AnyTask> {
         if let Some(t) = self.encoding.get(&ObjectRef::new(name).within(namespace)) {
             return Some(AnyTask::Encoding(t));
         }
@@ -263,20 +286,74 @@ impl Tasks {
 
     /// A tenant's tasks that have not ended: its backlog.
     pub fn unfinished(&self, namespace: &str, tenant: &str) -> usize {
-        self.in_namespace(namespace)
-            .iter()
-            .filter(|t| t.tenant() == tenant && !t.phase().is_terminal())
-            .count()
+        self.submission_view(namespace, tenant, "").0
     }
 
-    /// Creates the task resource. The API server validates the spec once more.
+    /// What `/task/execute` needs from the cache, in one pass without sorting (it runs on
+    /// every submission): the tenant's backlog, and the tasks whose fingerprint label is
+    /// `fingerprint_label` (their de-duplication chain; none for an empty label).
+    pub fn submission_view(
+        &self,
+        namespace: &str,
+        tenant: &str,
+        fingerprint_label: &str,
+    ) -> (usize, Vec<AnyTask>) {
+        let mut backlog = 0;
+        let mut chain = Vec::new();
+        let all = self
+            .encoding
+            .state()
+            .into_iter()
+            .filter(|t| t.metadata.namespace.as_deref() == Some(namespace))
+            .map(AnyTask::Encoding)
+            .chain(
+                self.transcription
+                    .state()
+                    .into_iter()
+                    .filter(|t| t.metadata.namespace.as_deref() == Some(namespace))
+                    .map(AnyTask::Transcription),
+            );
+        let mut pending = self
+            .created
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        pending.retain(|(t, at)| {
+            at.elapsed() < CREATED_GRACE && self.find_cached(t.namespace(), t.name()).is_none()
+        });
+        let not_cached: Vec<AnyTask> = pending
+            .iter()
+            .filter(|(t, _)| t.namespace() == namespace)
+            .map(|(t, _)| t.clone())
+            .collect();
+        drop(pending);
+        for task in all.chain(not_cached) {
+            if task.tenant() == tenant && !task.phase().is_terminal() {
+                backlog += 1;
+            }
+            let same = !fingerprint_label.is_empty()
+                && task
+                    .meta()
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get(FINGERPRINT_LABEL))
+                    .is_some_and(|f| f == fingerprint_label);
+            if same {
+                chain.push(task);
+            }
+        }
+        (backlog, chain)
+    }
+
+    /// Creates the task resource under `name`. The API server validates the spec once more.
+    /// A name already taken (409) gives the task under it, from the cache or else from the
+    /// API server (the cache may lag behind another replica's create).
     pub async fn create(
         &self,
         namespace: &str,
         name: &str,
         spec: TaskSpecFromRequest,
         metadata: ObjectMeta,
-    ) -> Result<AnyTask, ApiError> {
+    ) -> Result<Created, ApiError> {
         let metadata = ObjectMeta {
             name: Some(name.to_owned()),
             namespace: Some(namespace.to_owned()),
@@ -305,8 +382,13 @@ impl Tasks {
                     status: None,
                 };
                 let api: Api<EncodingTask> = Api::namespaced(self.client.clone(), namespace);
-                let created = api.create(&params, &object).await.map_err(refused)?;
-                Ok(AnyTask::Encoding(Arc::new(created)))
+                match api.create(&params, &object).await {
+                    Ok(created) => Ok(self.created(AnyTask::Encoding(Arc::new(created)))),
+                    Err(kube::Error::Api(s)) if s.code == 409 => {
+                        self.taken(&api, namespace, name, AnyTask::Encoding).await
+                    }
+                    Err(e) => Err(refused(e)),
+                }
             }
             TaskSpecFromRequest::Transcription(spec) => {
                 let object = TranscriptionTask {
@@ -315,10 +397,47 @@ impl Tasks {
                     status: None,
                 };
                 let api: Api<TranscriptionTask> = Api::namespaced(self.client.clone(), namespace);
-                let created = api.create(&params, &object).await.map_err(refused)?;
-                Ok(AnyTask::Transcription(Arc::new(created)))
+                match api.create(&params, &object).await {
+                    Ok(created) => Ok(self.created(AnyTask::Transcription(Arc::new(created)))),
+                    Err(kube::Error::Api(s)) if s.code == 409 => {
+                        self.taken(&api, namespace, name, AnyTask::Transcription)
+                            .await
+                    }
+                    Err(e) => Err(refused(e)),
+                }
             }
         }
+    }
+
+    fn created(&self, task: AnyTask) -> Created {
+        self.created
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push((task.clone(), std::time::Instant::now()));
+        Created::New(task)
+    }
+
+    /// The task under a name that was taken.
+    async fn taken<K>(
+        &self,
+        api: &Api<K>,
+        namespace: &str,
+        name: &str,
+        wrap: fn(Arc<K>) -> AnyTask,
+    ) -> Result<Created, ApiError>
+    where
+        K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
+    {
+        if let Some(task) = self.find(namespace, name) {
+            return Ok(Created::Taken(Some(task)));
+        }
+        let found = api.get_opt(name).await.map_err(|e| {
+            ApiError::unavailable(
+                "ApiServerUnavailable",
+                format!("cannot read the task in flight: {e}"),
+            )
+        })?;
+        Ok(Created::Taken(found.map(|t| wrap(Arc::new(t)))))
     }
 
     pub fn client(&self) -> &Client {

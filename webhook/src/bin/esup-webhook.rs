@@ -82,9 +82,18 @@ struct Args {
     /// the results while the request is open).
     #[arg(long, env = "ESUP_NOTIFY_READ_TIMEOUT", default_value = "15s", value_parser = cli::parse_duration)]
     notify_read_timeout: Duration,
+    /// First retry delay of a failed notify; later ones grow ×1.5, five retries in all
+    /// (the protocol's 60 s). Shorter only for tests.
+    #[arg(long, env = "ESUP_NOTIFY_RETRY_BASE", default_value = "60s", value_parser = cli::parse_duration)]
+    notify_retry_base: Duration,
     /// How often the result files of deleted tasks are removed.
     #[arg(long, env = "ESUP_RESULTS_SWEEP", default_value = "10m", value_parser = cli::parse_duration)]
     results_sweep: Duration,
+    /// Base URL of the Swagger UI and ReDoc files for `/docs` and `/redoc`: the npm packages
+    /// laid out as on jsdelivr (`<base>/swagger-ui-dist@5/`, `<base>/redoc@2/`), to self-host
+    /// them; by default jsdelivr's CDN, as FastAPI.
+    #[arg(long, env = "ESUP_DOCS_ASSETS_URL", default_value = esup_webhook::openapi::pages::DEFAULT_ASSETS_URL)]
+    docs_assets_url: String,
     /// Log format: text or json.
     #[arg(long, env = "ESUP_LOG_FORMAT", default_value = "text")]
     log_format: String,
@@ -152,12 +161,14 @@ async fn run(args: Args) -> Result<(), String> {
     let identity = cli::identity(None, "esup-webhook");
     let mut notifier = NotifierConfig::new(&args.namespace, identity, policy.clone());
     notifier.read_timeout = args.notify_read_timeout;
+    notifier.retry_delays = esup_webhook::notifier::backoff_delays(args.notify_retry_base, 1.5, 5);
+    let metrics = Arc::new(esup_webhook::metrics::Metrics::new(notifier.stats.clone()));
     tokio::spawn(esup_webhook::notifier::run(client.clone(), notifier));
     let app = Arc::new(App {
         tasks: tasks.clone(),
         tokens,
         policy,
-        dedup: Dedup::new(client.clone()),
+        dedup: Dedup::new(),
         pools,
         store,
     });
@@ -177,7 +188,11 @@ async fn run(args: Args) -> Result<(), String> {
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
     tracing::info!(listen = %args.listen, "esup-webhook serving");
-    warp::serve(server::routes(app, limiter))
+    let surface = Arc::new(server::Surface {
+        metrics,
+        docs: esup_webhook::openapi::DocsAssets::new(&args.docs_assets_url),
+    });
+    warp::serve(server::routes(app, limiter, surface))
         .incoming(listener)
         .graceful(cli::shutdown_signal())
         .run()

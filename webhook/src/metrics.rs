@@ -1,0 +1,435 @@
+//! Prometheus metrics of the webhook, encoded as OpenMetrics text for `/metrics`.
+//!
+//! Label values come from small fixed vocabularies: route templates (never raw paths), HTTP
+//! methods and status classes, error categories, tenants (one per configured Secret) and
+//! task types that passed validation. Nothing a caller makes up becomes a label value.
+
+use std::sync::Arc;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::{Registry, Unit};
+
+use crate::notifier::NotifierStats;
+use crate::openapi::Route;
+
+/// From a cached lookup (sub-millisecond) to a task creation against a slow API server.
+const DURATION_BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// Label of requests that match no route.
+pub const UNMATCHED: &str = "unmatched";
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HttpLabels {
+    route: &'static str,
+    method: &'static str,
+    status: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    route: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SubmitLabels {
+    tenant: String,
+    task_type: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CategoryLabels {
+    category: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DirectionLabels {
+    direction: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: &'static str,
+}
+
+fn duration_histogram() -> Histogram {
+    Histogram::new(DURATION_BUCKETS)
+}
+
+/// The webhook's metric families; share it as `Arc<Metrics>`.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<HttpLabels, Counter>,
+    duration: Family<RouteLabels, Histogram, fn() -> Histogram>,
+    submitted: Family<SubmitLabels, Counter>,
+    rejections: Family<ReasonLabels, Counter>,
+    errors: Family<CategoryLabels, Counter>,
+    result_bytes: Family<DirectionLabels, Counter>,
+}
+
+impl Metrics {
+    /// The families, and the notifier's counters read at each scrape.
+    pub fn new(notifier: Arc<NotifierStats>) -> Self {
+        let mut metrics = Self {
+            registry: Registry::default(),
+            requests: Family::default(),
+            duration: Family::new_with_constructor(duration_histogram),
+            submitted: Family::default(),
+            rejections: Family::default(),
+            errors: Family::default(),
+            result_bytes: Family::default(),
+        };
+        let registry = &mut metrics.registry;
+        // Counters get `_total` and unit-registered metrics their unit from the encoder.
+        registry.register(
+            "esup_webhook_http_requests",
+            "HTTP requests by route template, method and status class",
+            metrics.requests.clone(),
+        );
+        registry.register_with_unit(
+            "esup_webhook_http_request_duration",
+            "Time from a request's arrival to its response head, by route template",
+            Unit::Seconds,
+            metrics.duration.clone(),
+        );
+        registry.register(
+            "esup_webhook_tasks_submitted",
+            "Tasks accepted by /task/execute (a de-duplicated resubmission included), by tenant and task type",
+            metrics.submitted.clone(),
+        );
+        registry.register(
+            "esup_webhook_rejections",
+            "Requests refused, by reason: auth, rate_limit, url_policy, backlog, invalid",
+            metrics.rejections.clone(),
+        );
+        registry.register(
+            "esup_webhook_errors",
+            "Error answers, by category (the detail's kind)",
+            metrics.errors.clone(),
+        );
+        registry.register_with_unit(
+            "esup_webhook_result",
+            "Bytes of result files uploaded by runners and downloaded by Esup-Pod",
+            Unit::Bytes,
+            metrics.result_bytes.clone(),
+        );
+        registry.register_collector(Box::new(NotificationCollector(notifier)));
+        metrics
+    }
+
+    /// OpenMetrics text exposition, terminated by `# EOF`.
+    pub fn encode(&self) -> Result<String, std::fmt::Error> {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
+        Ok(out)
+    }
+
+    /// One answered request. `route` is None when no route matched; `category` is the error
+    /// category of an error answer.
+    pub fn observe_request(
+        &self,
+        route: Option<Route>,
+        method: &str,
+        status: u16,
+        category: Option<&'static str>,
+        seconds: f64,
+    ) {
+        let route_label = route.map_or(UNMATCHED, Route::template);
+        self.requests
+            .get_or_create(&HttpLabels {
+                route: route_label,
+                method: method_label(method),
+                status: status_class(status),
+            })
+            .inc();
+        self.duration
+            .get_or_create(&RouteLabels { route: route_label })
+            .observe(seconds);
+        if let Some(category) = category {
+            self.errors
+                .get_or_create(&CategoryLabels { category })
+                .inc();
+        }
+        if let Some(reason) = rejection_reason(status, category) {
+            self.rejections
+                .get_or_create(&ReasonLabels { reason })
+                .inc();
+        }
+    }
+
+    pub fn task_submitted(&self, tenant: &str, task_type: &str) {
+        self.submitted
+            .get_or_create(&SubmitLabels {
+                tenant: tenant.to_owned(),
+                task_type: task_type.to_owned(),
+            })
+            .inc();
+    }
+
+    pub fn bytes_uploaded(&self, n: u64) {
+        self.result_bytes
+            .get_or_create(&DirectionLabels {
+                direction: "uploaded",
+            })
+            .inc_by(n);
+    }
+
+    pub fn bytes_downloaded(&self, n: u64) {
+        self.result_bytes
+            .get_or_create(&DirectionLabels {
+                direction: "downloaded",
+            })
+            .inc_by(n);
+    }
+}
+
+/// `2xx`, `4xx`...: five values instead of every status code.
+pub fn status_class(status: u16) -> &'static str {
+    match status {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    }
+}
+
+/// The method as a label; anything unusual is `other`, so a caller cannot invent values.
+fn method_label(method: &str) -> &'static str {
+    match method {
+        "GET" => "GET",
+        "POST" => "POST",
+        "PUT" => "PUT",
+        "DELETE" => "DELETE",
+        "HEAD" => "HEAD",
+        "PATCH" => "PATCH",
+        "OPTIONS" => "OPTIONS",
+        _ => "other",
+    }
+}
+
+/// Why a request was refused, from its error category and status; None for answers that are
+/// not refusals (not found, too early, a failed task, server errors).
+pub fn rejection_reason(status: u16, category: Option<&str>) -> Option<&'static str> {
+    let category = category?;
+    match category {
+        "MissingToken" | "InvalidToken" | "WrongCallbackToken" => Some("auth"),
+        "RateLimited" => Some("rate_limit"),
+        // The URL policy's categories (`UrlRefusal::category`).
+        "InvalidUrl" | "HostNotAllowed" | "Unresolvable" | "PrivateAddress" => Some("url_policy"),
+        "BacklogFull" => Some("backlog"),
+        "TaskFailed" => None,
+        _ if matches!(status, 400 | 411 | 413 | 422) => Some("invalid"),
+        _ => None,
+    }
+}
+
+/// The notifier's counters (`NotifierStats`), read at each scrape.
+#[derive(Debug)]
+struct NotificationCollector(Arc<NotifierStats>);
+
+impl Collector for NotificationCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let (delivered, read_timeouts, failed, exhausted, not_requested) = self.0.snapshot();
+        let outcomes = [
+            // Acknowledged by Esup-Pod; read timeouts are counted apart.
+            ("delivered", delivered.saturating_sub(read_timeouts)),
+            ("read_timeout", read_timeouts),
+            // Each failed send; it is retried until the delays are spent.
+            ("retry", failed),
+            ("gave_up", exhausted),
+            ("not_requested", not_requested),
+        ];
+        let mut family = encoder.encode_descriptor(
+            "esup_webhook_notifications",
+            "Notifications to Esup-Pod by outcome: delivered, read_timeout (counts as delivered), \
+             retry (a failed send), gave_up (retries spent or URL refused), not_requested",
+            None,
+            MetricType::Counter,
+        )?;
+        for (outcome, value) in outcomes {
+            ConstCounter::new(value).encode(family.encode_family(&OutcomeLabels { outcome })?)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::Ordering;
+
+    fn sample_value(text: &str, series: &str) -> Option<f64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+    }
+
+    #[test]
+    fn requests_are_counted_by_template_and_class() {
+        let metrics = Metrics::new(Arc::default());
+        metrics.observe_request(Some(Route::Status), "GET", 404, Some("TaskNotFound"), 0.002);
+        metrics.observe_request(Some(Route::Status), "GET", 200, None, 0.001);
+        metrics.observe_request(None, "BREW", 404, Some("NotFound"), 0.0001);
+        metrics.observe_request(
+            Some(Route::Execute),
+            "POST",
+            401,
+            Some("InvalidToken"),
+            0.001,
+        );
+        metrics.observe_request(
+            Some(Route::Execute),
+            "POST",
+            422,
+            Some("HostNotAllowed"),
+            0.001,
+        );
+        metrics.observe_request(
+            Some(Route::Execute),
+            "POST",
+            503,
+            Some("BacklogFull"),
+            0.001,
+        );
+        metrics.observe_request(
+            Some(Route::Execute),
+            "POST",
+            422,
+            Some("UnknownParameter"),
+            0.001,
+        );
+        metrics.observe_request(Some(Route::Execute), "POST", 429, Some("RateLimited"), 0.0);
+        let text = metrics.encode().unwrap();
+        let get = |s: &str| sample_value(&text, s);
+        assert_eq!(
+            get(
+                r#"esup_webhook_http_requests_total{route="/task/status/{task_id}",method="GET",status="4xx"}"#
+            ),
+            Some(1.0)
+        );
+        assert_eq!(
+            get(
+                r#"esup_webhook_http_requests_total{route="/task/status/{task_id}",method="GET",status="2xx"}"#
+            ),
+            Some(1.0)
+        );
+        assert_eq!(
+            get(
+                r#"esup_webhook_http_requests_total{route="unmatched",method="other",status="4xx"}"#
+            ),
+            Some(1.0)
+        );
+        assert_eq!(
+            get(
+                r#"esup_webhook_http_request_duration_seconds_count{route="/task/status/{task_id}"}"#
+            ),
+            Some(2.0)
+        );
+        for (reason, n) in [
+            ("auth", 1.0),
+            ("url_policy", 1.0),
+            ("backlog", 1.0),
+            ("invalid", 1.0),
+            ("rate_limit", 1.0),
+        ] {
+            assert_eq!(
+                get(&format!(
+                    r#"esup_webhook_rejections_total{{reason="{reason}"}}"#
+                )),
+                Some(n),
+                "{reason}"
+            );
+        }
+        assert_eq!(
+            get(r#"esup_webhook_errors_total{category="TaskNotFound"}"#),
+            Some(1.0)
+        );
+        assert!(
+            !text.contains("BREW"),
+            "a method a caller made up is no label"
+        );
+        assert!(text.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn submissions_bytes_and_notifications() {
+        let stats = Arc::new(NotifierStats::default());
+        let metrics = Metrics::new(stats.clone());
+        metrics.task_submitted("univ-x", "encoding");
+        metrics.task_submitted("univ-x", "encoding");
+        metrics.task_submitted("univ-y", "transcription");
+        metrics.bytes_uploaded(1000);
+        metrics.bytes_uploaded(24);
+        metrics.bytes_downloaded(512);
+        stats.delivered.store(5, Ordering::Relaxed);
+        stats.read_timeouts.store(2, Ordering::Relaxed);
+        stats.failed.store(7, Ordering::Relaxed);
+        stats.exhausted.store(1, Ordering::Relaxed);
+        let text = metrics.encode().unwrap();
+        let get = |s: &str| sample_value(&text, s);
+        assert_eq!(
+            get(r#"esup_webhook_tasks_submitted_total{tenant="univ-x",task_type="encoding"}"#),
+            Some(2.0)
+        );
+        assert_eq!(
+            get(r#"esup_webhook_result_bytes_total{direction="uploaded"}"#),
+            Some(1024.0)
+        );
+        assert_eq!(
+            get(r#"esup_webhook_result_bytes_total{direction="downloaded"}"#),
+            Some(512.0)
+        );
+        for (outcome, n) in [
+            ("delivered", 3.0),
+            ("read_timeout", 2.0),
+            ("retry", 7.0),
+            ("gave_up", 1.0),
+            ("not_requested", 0.0),
+        ] {
+            assert_eq!(
+                get(&format!(
+                    r#"esup_webhook_notifications_total{{outcome="{outcome}"}}"#
+                )),
+                Some(n),
+                "{outcome}"
+            );
+        }
+        assert!(text.contains("# TYPE esup_webhook_notifications counter"));
+        assert!(text.contains("# UNIT esup_webhook_result_bytes bytes"));
+    }
+
+    #[test]
+    fn rejection_reasons() {
+        assert_eq!(rejection_reason(404, Some("TaskNotFound")), None);
+        assert_eq!(rejection_reason(400, Some("TaskFailed")), None);
+        assert_eq!(rejection_reason(425, Some("TaskNotCompleted")), None);
+        assert_eq!(rejection_reason(503, Some("ApiServerUnavailable")), None);
+        assert_eq!(
+            rejection_reason(403, Some("WrongCallbackToken")),
+            Some("auth")
+        );
+        assert_eq!(
+            rejection_reason(413, Some("PayloadTooLarge")),
+            Some("invalid")
+        );
+        assert_eq!(
+            rejection_reason(400, Some("InvalidUrl")),
+            Some("url_policy")
+        );
+        assert_eq!(rejection_reason(200, None), None);
+        assert_eq!(status_class(206), "2xx");
+        assert_eq!(status_class(599), "5xx");
+    }
+}
