@@ -1,0 +1,80 @@
+//! The command line, as the operator's Job calls it (`encode|studio --source URL --spec JSON
+//! --out DIR --work DIR`, callbacks from the environment) and as a person runs it by hand
+//! (`--params` with Esup-Pod's parameters, no callback: outputs stay in `--out`).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "esup-runner",
+    version,
+    about = "Encodes media for Esup-Pod in one pass (decode once, encode each rendition once) and delivers the outputs.",
+    long_about = "Encodes media for Esup-Pod in one pass: the source is decoded once, each rendition is scaled and \
+encoded once and its packets go to both its HLS and MP4 files; the MP3, thumbnails and overview come from the same \
+decode. Outputs are named as Esup-Pod imports them, with info_video.json and encoding.log.\n\n\
+Exit codes: 0 done, 64 bad parameters, 65 unusable media (never retried), 75 transient failure (retry).\n\n\
+With ESUP_CALLBACK_URL set (as in a Kubernetes Job), outputs are uploaded to the webhook with their sha256 and the \
+completion is posted; without it, outputs are only written to --out."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Encode a media file (Esup-Pod task type `encoding`).
+    Encode(TaskArgs),
+    /// Mix an Opencast Studio recording, then encode it (Esup-Pod task type `studio`).
+    Studio(TaskArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct TaskArgs {
+    /// Source media: an http(s) URL or a local file.
+    #[arg(long)]
+    pub source: String,
+    /// Output directory (created if missing).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Scratch directory for the download. Default: a directory under the system temp dir.
+    #[arg(long)]
+    pub work: Option<PathBuf>,
+    /// The task's EncodingTaskSpec as JSON (what the operator passes).
+    #[arg(long, conflicts_with = "params")]
+    pub spec: Option<String>,
+    /// Esup-Pod's task parameters as a JSON object, e.g.
+    /// '{"rendition":"{\"360\":{\"resolution\":\"640x360\"}}","cut":"{...}"}'.
+    #[arg(long)]
+    pub params: Option<String>,
+    /// Webhook base URL of this task's callbacks; unset: local only.
+    #[arg(long, env = "ESUP_CALLBACK_URL", hide_env_values = true)]
+    pub callback_url: Option<String>,
+    /// Bearer token of the callbacks.
+    #[arg(
+        long,
+        env = "ESUP_CALLBACK_TOKEN",
+        hide_env_values = true,
+        default_value = ""
+    )]
+    pub callback_token: String,
+    /// Largest source accepted, in bytes.
+    #[arg(long, env = "ESUP_MAX_SOURCE_BYTES", default_value_t = 20 * 1024 * 1024 * 1024)]
+    pub max_source_bytes: u64,
+    /// Codecs refused as if undecodable (the reference runner's MEDIA_CODEC_DENYLIST).
+    #[arg(
+        long,
+        env = "MEDIA_CODEC_DENYLIST",
+        default_value = "magicyuv",
+        value_delimiter = ','
+    )]
+    pub codec_denylist: Vec<String>,
+    /// First retry delay of the download, in milliseconds (doubles, capped at 30 s).
+    #[arg(long, default_value_t = 2000)]
+    pub retry_base_ms: u64,
+    /// Never use a GPU, even when NVML finds one.
+    #[arg(long, env = "ESUP_FORCE_CPU")]
+    pub force_cpu: bool,
+}

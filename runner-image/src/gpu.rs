@@ -1,0 +1,22 @@
+//! What hardware is there: NVML says whether a GPU is present and whether it has an NVENC
+//! engine (H100, H200 and A100 have none). A missing driver or library is a clean "no GPU".
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Gpu {
+    pub name: String,
+    pub nvenc: bool,
+}
+
+/// The first GPU NVML reports, or why there is none.
+pub fn detect() -> Result<Gpu, String> {
+    let nvml = nvml_wrapper::Nvml::init().map_err(|e| format!("NVML unavailable: {e}"))?;
+    let device = nvml
+        .device_by_index(0)
+        .map_err(|e| format!("no GPU: {e}"))?;
+    let name = device.name().map_err(|e| format!("GPU name: {e}"))?;
+    // A GPU without NVENC fails this query or reports no capacity.
+    let nvenc = device
+        .encoder_capacity(nvml_wrapper::enum_wrappers::device::EncoderType::H264)
+        .is_ok_and(|c| c > 0);
+    Ok(Gpu { name, nvenc })
+}

@@ -1,0 +1,32 @@
+//! `esup-runner`: see `cli` for the command line and `run` for what it does.
+
+use clap::Parser;
+use esup_runner::cli::{Cli, Command};
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("esup-runner: cannot start: {e}");
+            std::process::exit(esup_api::runner::exit_code::TRANSIENT);
+        }
+    };
+    let code = runtime.block_on(async {
+        match cli.command {
+            Command::Encode(args) => esup_runner::run::run(args, false).await,
+            Command::Studio(args) => esup_runner::run::run(args, true).await,
+        }
+    });
+    std::process::exit(code);
+}

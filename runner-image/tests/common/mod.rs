@@ -1,0 +1,288 @@
+//! Helpers of the integration tests: media made on the spot with the ffmpeg CLI (lavfi
+//! sources, espeak-ng speech), the runner binary, and ffprobe to check what it wrote.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+pub fn runner() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_esup-runner"))
+}
+
+/// Runs the ffmpeg CLI (quiet), panicking on failure.
+pub fn ffmpeg(args: &[&str]) {
+    let status = Command::new("ffmpeg")
+        .args(["-hide_banner", "-v", "error", "-y"])
+        .args(args)
+        .status()
+        .expect("ffmpeg");
+    assert!(status.success(), "ffmpeg {args:?}");
+}
+
+/// A WAV of speech, `seconds` long (padded or cut), from espeak-ng.
+pub fn speech(dir: &Path, seconds: f64) -> PathBuf {
+    let raw = dir.join("speech_raw.wav");
+    let status = Command::new("espeak-ng")
+        .args([
+            "-w",
+            raw.to_str().unwrap(),
+            "Bonjour, ceci est un cours de test pour Esup Pod. Hello and welcome.",
+        ])
+        .status()
+        .expect("espeak-ng");
+    assert!(status.success());
+    let out = dir.join("speech.wav");
+    ffmpeg(&[
+        "-i",
+        raw.to_str().unwrap(),
+        "-af",
+        "apad",
+        "-t",
+        &seconds.to_string(),
+        out.to_str().unwrap(),
+    ]);
+    out
+}
+
+/// A video with `testsrc2` and speech (or none), encoded quickly.
+pub fn video(
+    dir: &Path,
+    name: &str,
+    w: u32,
+    h: u32,
+    fps: u32,
+    seconds: f64,
+    audio: bool,
+) -> PathBuf {
+    let out = dir.join(name);
+    let src = format!("testsrc2=size={w}x{h}:rate={fps}:duration={seconds}");
+    let mut args: Vec<String> = vec!["-f".into(), "lavfi".into(), "-i".into(), src];
+    if audio {
+        args.extend(["-i".into(), speech(dir, seconds).to_str().unwrap().into()]);
+    }
+    args.extend(
+        [
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-pix_fmt",
+            "yuv420p",
+        ]
+        .map(String::from),
+    );
+    if audio {
+        args.extend(["-c:a", "aac", "-shortest"].map(String::from));
+    }
+    args.push(out.to_str().unwrap().into());
+    ffmpeg(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    out
+}
+
+pub fn probe(path: &Path) -> Value {
+    let output = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-print_format",
+            "json",
+            "-show_format",
+            "-show_streams",
+            "-count_frames",
+        ])
+        .arg(path)
+        .output()
+        .expect("ffprobe");
+    assert!(
+        output.status.success(),
+        "ffprobe {}: {}",
+        path.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("ffprobe json")
+}
+
+pub fn streams<'a>(probe: &'a Value, kind: &str) -> Vec<&'a Value> {
+    probe["streams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["codec_type"] == kind)
+        .collect()
+}
+
+pub fn frames(stream: &Value) -> u64 {
+    stream["nb_read_frames"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+pub fn duration(probe: &Value) -> f64 {
+    probe["format"]["duration"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Fully decodes a file with the ffmpeg CLI: it plays.
+pub fn decodes(path: &Path) {
+    let status = Command::new("ffmpeg")
+        .args(["-v", "error", "-xerror", "-i"])
+        .arg(path)
+        .args(["-f", "null", "-"])
+        .status()
+        .expect("ffmpeg");
+    assert!(status.success(), "{} does not decode", path.display());
+}
+
+pub struct Run {
+    pub code: i32,
+    pub stderr: String,
+}
+
+pub fn encode(source: &Path, out: &Path, extra: &[&str]) -> Run {
+    let output = runner()
+        .args(["encode", "--source"])
+        .arg(source)
+        .arg("--out")
+        .arg(out)
+        .args(extra)
+        .env_remove("ESUP_CALLBACK_URL")
+        .output()
+        .expect("runner");
+    Run {
+        code: output.status.code().unwrap_or(-1),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+pub fn info(out: &Path) -> Value {
+    serde_json::from_str(
+        &std::fs::read_to_string(out.join("info_video.json")).expect("info_video.json"),
+    )
+    .expect("json")
+}
+
+/// Checks one video rendition: HLS playlist naming its .ts, sizes, frame count, playable;
+/// the MP4 when asked, with its moov first (faststart).
+pub fn check_rendition(
+    out: &Path,
+    base: &str,
+    height: u32,
+    width: u32,
+    frames_expected: f64,
+    audio_streams: usize,
+    mp4: bool,
+) {
+    let m3u8 = out.join(format!("{height}p_{base}.m3u8"));
+    let ts = out.join(format!("{height}p_{base}.ts"));
+    let playlist = std::fs::read_to_string(&m3u8).expect("m3u8");
+    assert!(playlist.starts_with("#EXTM3U"), "{playlist}");
+    assert!(playlist.contains("#EXT-X-PLAYLIST-TYPE:VOD") && playlist.contains("#EXT-X-ENDLIST"));
+    assert!(
+        playlist
+            .lines()
+            .any(|l| l == format!("{height}p_{base}.ts")),
+        "{playlist}"
+    );
+    assert!(playlist.contains("#EXT-X-TARGETDURATION:2"), "{playlist}");
+    let mut files = vec![ts];
+    let mp4_path = out.join(format!("{height}p_{base}.mp4"));
+    if mp4 {
+        let bytes = std::fs::read(&mp4_path).expect("mp4");
+        let moov = bytes.windows(4).position(|w| w == b"moov").expect("moov");
+        let mdat = bytes.windows(4).position(|w| w == b"mdat").expect("mdat");
+        assert!(moov < mdat, "faststart: moov before mdat");
+        files.push(mp4_path);
+    } else {
+        assert!(!mp4_path.exists(), "no MP4 for {height}p");
+    }
+    let mut counts: Vec<f64> = Vec::new();
+    for f in files {
+        let p = probe(&f);
+        let v = streams(&p, "video");
+        assert_eq!(v.len(), 1, "{}", f.display());
+        assert_eq!(v[0]["codec_name"], "h264");
+        assert_eq!(v[0]["profile"], "High");
+        assert_eq!(v[0]["pix_fmt"], "yuv420p");
+        assert_eq!(
+            (v[0]["width"].as_u64(), v[0]["height"].as_u64()),
+            (Some(u64::from(width)), Some(u64::from(height))),
+            "{}",
+            f.display()
+        );
+        let n = frames(v[0]) as f64;
+        assert!(
+            (n - frames_expected).abs() <= 2.0,
+            "{}: {n} frames, {frames_expected} expected",
+            f.display()
+        );
+        counts.push(n);
+        let a = streams(&p, "audio");
+        assert_eq!(a.len(), audio_streams, "{}", f.display());
+        for s in a {
+            assert_eq!(s["codec_name"], "aac");
+            assert_eq!(s["sample_rate"], "48000");
+        }
+        decodes(&f);
+    }
+    // The same packets went to both files: the same frames must come out.
+    assert!(
+        counts.windows(2).all(|w| w[0] == w[1]),
+        "{height}p: HLS and MP4 frame counts differ: {counts:?}"
+    );
+}
+
+/// Thumbnails, sprite and VTT: the VTT's tiles are exactly the sprite's.
+pub fn check_pictures(out: &Path, base: &str, duration: f64) {
+    for i in 0..3 {
+        let p = probe(&out.join(format!("{base}_{i}.png")));
+        let v = streams(&p, "video");
+        assert!(v[0]["width"].as_u64().unwrap() <= 1280 && v[0]["height"].as_u64().unwrap() <= 720);
+    }
+    let sprite = probe(&out.join("overview.png"));
+    let sw = streams(&sprite, "video")[0]["width"].as_u64().unwrap();
+    let sh = streams(&sprite, "video")[0]["height"].as_u64().unwrap();
+    assert_eq!(sh, 90);
+    let vtt = std::fs::read_to_string(out.join("overview.vtt")).unwrap();
+    assert!(vtt.starts_with("WEBVTT\n"));
+    let tiles: Vec<(u64, u64, u64, u64)> = vtt
+        .lines()
+        .filter_map(|l| l.strip_prefix("overview.png#xywh="))
+        .map(|c| {
+            let n: Vec<u64> = c.split(',').map(|x| x.parse().unwrap()).collect();
+            (n[0], n[1], n[2], n[3])
+        })
+        .collect();
+    assert!(!tiles.is_empty());
+    assert_eq!(tiles.len() as u64 * 160, sw, "one tile per cue, one row");
+    for (i, t) in tiles.iter().enumerate() {
+        assert_eq!(*t, (i as u64 * 160, 0, 160, 90));
+    }
+    let last_end = vtt.lines().rfind(|l| l.contains("-->")).unwrap();
+    let end = last_end.split(" --> ").nth(1).unwrap();
+    let secs: u64 = end[6..8].parse::<u64>().unwrap() + 60 * end[3..5].parse::<u64>().unwrap();
+    assert_eq!(
+        secs,
+        duration.floor() as u64,
+        "last cue ends at the duration"
+    );
+}
+
+pub fn check_info_keys(info: &Value) {
+    for key in [
+        "duration",
+        "has_stream_video",
+        "has_stream_audio",
+        "has_stream_thumbnail",
+        "encode_video",
+        "encode_audio",
+        "encode_thumbnail",
+    ] {
+        assert!(info.get(key).is_some(), "info_video.json lacks {key}");
+    }
+}

@@ -1,0 +1,235 @@
+//! Delivery against a real local HTTP server (warp on 127.0.0.1) that records what the
+//! runner sends: uploads under files/, progress, and the completion with its manifest.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use common::*;
+use sha2::{Digest, Sha256};
+use warp::Filter;
+
+#[derive(Default)]
+struct Seen {
+    files: HashMap<String, Vec<u8>>,
+    progress: Vec<serde_json::Value>,
+    completion: Option<serde_json::Value>,
+    bearer: Vec<String>,
+}
+
+/// Starts the stand-in webhook in a thread; returns its callback base URL.
+fn webhook(seen: Arc<Mutex<Seen>>) -> String {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let auth = warp::header::<String>("authorization");
+            let s1 = seen.clone();
+            let files = warp::put()
+                .and(warp::path!("cb" / "files" / ..))
+                .and(warp::path::tail())
+                .and(auth)
+                .and(warp::body::bytes())
+                .map(move |tail: warp::path::Tail, bearer: String, body: Bytes| {
+                    let path = percent_decode(tail.as_str());
+                    let mut s = s1.lock().unwrap();
+                    s.bearer.push(bearer);
+                    s.files.insert(path, body.to_vec());
+                    warp::reply::json(&serde_json::json!({"ok": true}))
+                });
+            let s2 = seen.clone();
+            let progress = warp::post()
+                .and(warp::path!("cb" / "progress"))
+                .and(warp::body::json())
+                .map(move |v: serde_json::Value| {
+                    s2.lock().unwrap().progress.push(v);
+                    warp::reply::json(&serde_json::json!({"status": "ok"}))
+                });
+            let s3 = seen.clone();
+            let completion = warp::post()
+                .and(warp::path!("cb" / "completion"))
+                .and(warp::body::json())
+                .map(move |v: serde_json::Value| {
+                    s3.lock().unwrap().completion = Some(v);
+                    warp::reply::json(&serde_json::json!({"status": "acknowledged"}))
+                });
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send(listener.local_addr().unwrap()).unwrap();
+            warp::serve(files.or(progress).or(completion))
+                .incoming(listener)
+                .run()
+                .await;
+        });
+    });
+    let addr = rx.recv().unwrap();
+    format!("http://{addr}/cb")
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            out.push(u8::from_str_radix(&s[i + 1..i + 3], 16).unwrap());
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).unwrap()
+}
+
+fn run_with_callback(source: &std::path::Path, out: &std::path::Path, url: &str) -> i32 {
+    runner()
+        .args(["encode", "--source"])
+        .arg(source)
+        .arg("--out")
+        .arg(out)
+        .args([
+            "--params",
+            r#"{"rendition": "{\"720\": null, \"1080\": null}"}"#,
+        ])
+        .env("ESUP_CALLBACK_URL", url)
+        .env("ESUP_CALLBACK_TOKEN", "s3cret")
+        .status()
+        .unwrap()
+        .code()
+        .unwrap_or(-1)
+}
+
+#[test]
+fn outputs_are_uploaded_with_their_sha256_then_completed() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = video(dir.path(), "ma vidéo.mp4", 320, 240, 25, 2.0, true);
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let url = webhook(seen.clone());
+    let out = dir.path().join("out");
+    assert_eq!(run_with_callback(&src, &out, &url), 0);
+    let s = seen.lock().unwrap();
+    assert!(s.bearer.iter().all(|b| b == "Bearer s3cret"));
+    let completion = s.completion.as_ref().expect("completion posted");
+    assert_eq!(completion["status"], "completed");
+    assert_eq!(completion["error_message"], serde_json::Value::Null);
+    assert!(
+        completion["script_output"]
+            .as_str()
+            .unwrap()
+            .starts_with("[info_script.log]")
+    );
+    assert_eq!(completion["hardware"]["encode"], "libx264");
+    let manifest = completion["files"].as_array().unwrap();
+    let on_disk: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(manifest.len(), on_disk.len(), "every output listed");
+    assert_eq!(manifest[0]["path"], "info_video.json");
+    for entry in manifest {
+        let path = entry["path"].as_str().unwrap();
+        let uploaded = s
+            .files
+            .get(path)
+            .unwrap_or_else(|| panic!("{path} not uploaded"));
+        let local = std::fs::read(out.join(path)).unwrap();
+        assert_eq!(uploaded, &local, "{path} uploaded whole");
+        let sha: String = Sha256::digest(&local)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(entry["sha256"], sha, "{path}");
+        assert_eq!(entry["size_bytes"], local.len() as u64);
+        esup_api::runner::safe_result_path(path).unwrap();
+    }
+    assert!(s.files.contains_key("360p_ma_video.ts"));
+    assert!(s.progress.iter().any(|p| p["stage"] == "download"));
+    assert!(s.progress.iter().any(|p| p["stage"] == "upload"));
+}
+
+#[test]
+fn a_final_failure_is_reported_as_failed() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("fake.mp4");
+    std::fs::write(&src, b"%PDF-1.4 not a video").unwrap();
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let url = webhook(seen.clone());
+    assert_eq!(run_with_callback(&src, &dir.path().join("out"), &url), 65);
+    let s = seen.lock().unwrap();
+    let completion = s.completion.as_ref().expect("completion posted");
+    assert_eq!(completion["status"], "failed");
+    assert!(
+        completion["error_message"]
+            .as_str()
+            .unwrap()
+            .contains("not a readable media file")
+    );
+    assert!(s.files.is_empty());
+}
+
+#[test]
+fn a_source_url_is_downloaded_and_a_missing_webhook_is_transient() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = video(dir.path(), "clip.mp4", 320, 240, 25, 1.0, false);
+    let bytes = std::fs::read(&src).unwrap();
+    // A source server that fails twice before serving, to exercise the retries.
+    let hits = Arc::new(Mutex::new(0u32));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let h = hits.clone();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let route = warp::path!("media" / "clip.mp4").map(move || {
+                let mut n = h.lock().unwrap();
+                *n += 1;
+                if *n <= 2 {
+                    warp::http::Response::builder()
+                        .status(503)
+                        .body(Vec::new())
+                        .unwrap()
+                } else {
+                    warp::http::Response::builder()
+                        .status(200)
+                        .body(bytes.clone())
+                        .unwrap()
+                }
+            });
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send(listener.local_addr().unwrap()).unwrap();
+            warp::serve(route).incoming(listener).run().await;
+        });
+    });
+    let addr = rx.recv().unwrap();
+    let out = dir.path().join("out");
+    let status = runner()
+        .args([
+            "encode",
+            "--source",
+            &format!("http://{addr}/media/clip.mp4"),
+            "--retry-base-ms",
+            "50",
+            "--work",
+        ])
+        .arg(dir.path().join("work"))
+        .arg("--out")
+        .arg(&out)
+        // Nothing listens there: delivery cannot happen, so the attempt is transient (75).
+        .env("ESUP_CALLBACK_URL", "http://127.0.0.1:9/cb")
+        .status()
+        .unwrap();
+    assert_eq!(*hits.lock().unwrap(), 3, "two failures, then the download");
+    assert!(
+        out.join("360p_clip.m3u8").exists(),
+        "encoded from the download"
+    );
+    assert_eq!(status.code(), Some(75));
+}
