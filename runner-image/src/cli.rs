@@ -29,6 +29,27 @@ pub enum Command {
     Encode(TaskArgs),
     /// Mix an Opencast Studio recording, then encode it (Esup-Pod task type `studio`).
     Studio(TaskArgs),
+    /// Transcribe speech into WebVTT subtitles with Whisper (Esup-Pod task type `transcription`).
+    Transcribe(TranscribeArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct TranscribeArgs {
+    #[command(flatten)]
+    pub task: TaskArgs,
+    /// Directory of the Whisper models (`ggml-<name>.bin`, made by `make models`).
+    #[arg(long, env = "ESUP_MODELS_DIR", default_value = "/models/whisper")]
+    pub models_dir: PathBuf,
+    /// Whisper model used when the task names none (the reference runner's WHISPER_MODEL).
+    #[arg(long, env = "WHISPER_MODEL", default_value = "base")]
+    pub whisper_model: String,
+    /// Directory holding `opus-mt-fr-en/` and `opus-mt-en-fr/` (Marian ONNX exports) for local
+    /// fr↔en translation; unset: no local translation.
+    #[arg(long, env = "ESUP_TRANSLATION_DIR")]
+    pub translation_dir: Option<PathBuf>,
+    /// `libonnxruntime.so` used by the translation (from the PyPI onnxruntime wheel).
+    #[arg(long, env = "ESUP_ONNXRUNTIME")]
+    pub onnxruntime: Option<PathBuf>,
 }
 
 #[derive(Args, Debug, Clone)]

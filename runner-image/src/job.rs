@@ -52,6 +52,22 @@ pub fn from_spec_json(json: &str) -> Result<Job, RunnerError> {
 /// From `--params`: Esup-Pod's `parameters` object, checked exactly as the webhook checks a
 /// `POST /task/execute`. `studio` selects the studio whitelist.
 pub fn from_params_json(json: &str, source: &str, studio: bool) -> Result<Job, RunnerError> {
+    let task_type = if studio { "studio" } else { "encoding" };
+    match spec_from_params(json, source, task_type)? {
+        TaskSpecFromRequest::Encoding(spec) => Ok(Job::from_spec(&spec)),
+        TaskSpecFromRequest::Transcription(_) => {
+            Err(RunnerError::Usage("not an encoding task".into()))
+        }
+    }
+}
+
+/// Esup-Pod's `parameters` for a task of `task_type` (`encoding`, `studio`, `transcription`)
+/// through the webhook's own validation, `esup_api::params::to_spec`.
+pub fn spec_from_params(
+    json: &str,
+    source: &str,
+    task_type: &str,
+) -> Result<TaskSpecFromRequest, RunnerError> {
     let parameters: serde_json::Map<String, serde_json::Value> = serde_json::from_str(json)
         .map_err(|e| RunnerError::Usage(format!("invalid --params (a JSON object): {e}")))?;
     // The webhook only accepts http(s) URLs; a local file stands for one here.
@@ -64,7 +80,7 @@ pub fn from_params_json(json: &str, source: &str, studio: bool) -> Result<Job, R
         etab_name: "local".into(),
         app_name: "esup-runner".into(),
         app_version: None,
-        task_type: if studio { "studio" } else { "encoding" }.into(),
+        task_type: task_type.into(),
         source_url,
         affiliation: None,
         parameters,
@@ -80,13 +96,7 @@ pub fn from_params_json(json: &str, source: &str, studio: bool) -> Result<Job, R
         retention: None,
         priority: TaskPriority::Normal,
     };
-    match to_spec(&request, &ctx) {
-        Ok(TaskSpecFromRequest::Encoding(spec)) => Ok(Job::from_spec(&spec)),
-        Ok(TaskSpecFromRequest::Transcription(_)) => {
-            Err(RunnerError::Usage("not an encoding task".into()))
-        }
-        Err(e) => Err(RunnerError::Usage(e.to_string())),
-    }
+    to_spec(&request, &ctx).map_err(|e| RunnerError::Usage(e.to_string()))
 }
 
 #[cfg(test)]

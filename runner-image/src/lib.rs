@@ -1,4 +1,5 @@
-//! esup-runner: Esup-Pod's encoding in one libav pass, and its delivery to the webhook.
+//! esup-runner: Esup-Pod's encoding in one libav pass, its transcription (esup-transcribe), and
+//! their delivery to the webhook.
 //! Pure parts (ladder, naming, timeline, media checks, info JSON, job) are separate from
 //! the libav side (probe, graph, encode, mux, pictures, pipeline) and from I/O (download,
 //! deliver).
@@ -21,3 +22,4 @@ pub mod pipeline;
 pub mod probe;
 pub mod run;
 pub mod timeline;
+pub mod transcription;

@@ -2,6 +2,7 @@
 
 use clap::Parser;
 use esup_runner::cli::{Cli, Command};
+use esup_runner::run::TaskKind;
 
 fn main() {
     tracing_subscriber::fmt()
@@ -24,8 +25,12 @@ fn main() {
     };
     let code = runtime.block_on(async {
         match cli.command {
-            Command::Encode(args) => esup_runner::run::run(args, false).await,
-            Command::Studio(args) => esup_runner::run::run(args, true).await,
+            Command::Encode(args) => esup_runner::run::run(args, TaskKind::Encode).await,
+            Command::Studio(args) => esup_runner::run::run(args, TaskKind::Studio).await,
+            Command::Transcribe(args) => {
+                let models = esup_runner::transcription::model_paths(&args);
+                esup_runner::run::run(args.task, TaskKind::Transcribe(models)).await
+            }
         }
     });
     std::process::exit(code);

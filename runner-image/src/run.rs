@@ -47,8 +47,16 @@ impl Log {
     }
 }
 
+/// What the runner was asked to do.
+#[derive(Debug, Clone)]
+pub enum TaskKind {
+    Encode,
+    Studio,
+    Transcribe(esup_transcribe::ModelPaths),
+}
+
 /// Runs the task; returns the process exit code.
-pub async fn run(args: TaskArgs, studio: bool) -> i32 {
+pub async fn run(args: TaskArgs, kind: TaskKind) -> i32 {
     let callback = match args.callback_url.as_deref().filter(|u| !u.is_empty()) {
         Some(url) => match Callback::new(url, &args.callback_token) {
             Ok(c) => Some(c),
@@ -61,7 +69,13 @@ pub async fn run(args: TaskArgs, studio: bool) -> i32 {
     };
     let mut log = Log::default();
     let started = Instant::now();
-    let result = execute(&args, studio, callback.as_ref(), &mut log).await;
+    let result = match &kind {
+        TaskKind::Encode => execute(&args, false, callback.as_ref(), &mut log).await,
+        TaskKind::Studio => execute(&args, true, callback.as_ref(), &mut log).await,
+        TaskKind::Transcribe(models) => {
+            crate::transcription::execute(&args, models, callback.as_ref(), &mut log).await
+        }
+    };
     writeln!(log, "elapsed: {:.2} s", started.elapsed().as_secs_f64()).ok();
     match result {
         Ok(()) => 0,
@@ -90,7 +104,7 @@ pub async fn run(args: TaskArgs, studio: bool) -> i32 {
     }
 }
 
-fn script_output(log: &Log) -> String {
+pub(crate) fn script_output(log: &Log) -> String {
     format!("[info_script.log]\n{}", log.text())
 }
 
@@ -194,27 +208,40 @@ async fn execute(
     let Some(cb) = callback else {
         return Ok(());
     };
+    let hardware = HardwareReport {
+        gpu: outputs.gpu.take(),
+        decode: Some(outputs.decoder.clone()),
+        encode: Some(outputs.encoder.clone()),
+        ..Default::default()
+    };
+    deliver(cb, &args.out, log, hardware).await
+}
+
+/// Uploads every file of `out` (each with its sha256), then posts the completion.
+pub(crate) async fn deliver(
+    cb: &Callback,
+    out: &Path,
+    log: &Log,
+    hardware: HardwareReport,
+) -> Result<(), RunnerError> {
     report(Some(cb), "upload", None, None).await;
     let mut files = Vec::new();
-    for rel in list_outputs(&args.out).map_err(io("listing outputs"))? {
-        files.push(cb.upload(&args.out, &rel).await?);
+    let listing = list_outputs(out)
+        .map_err(|e| RunnerError::transient("DiskReadFailed", format!("listing outputs: {e}")))?;
+    for rel in listing {
+        files.push(cb.upload(out, &rel).await?);
     }
     let completion = Completion {
         status: TerminalStatus::Completed,
         error_message: None,
         script_output: Some(script_output(log)),
         files,
-        hardware: Some(HardwareReport {
-            gpu: outputs.gpu.take(),
-            decode: Some(outputs.decoder.clone()),
-            encode: Some(outputs.encoder.clone()),
-            ..Default::default()
-        }),
+        hardware: Some(hardware),
     };
     cb.complete(&completion).await
 }
 
-async fn report(
+pub(crate) async fn report(
     callback: Option<&Callback>,
     stage: &str,
     percent: Option<f64>,
