@@ -116,6 +116,57 @@ fn resolve_job(args: &TaskArgs, studio: bool) -> Result<Job, RunnerError> {
     }
 }
 
+/// The downloaded source, its extension and the outputs' base name (§3.0).
+pub(crate) struct Fetched {
+    pub path: PathBuf,
+    pub extension: String,
+    pub base: String,
+}
+
+pub(crate) fn io_error(what: &'static str) -> impl Fn(std::io::Error) -> RunnerError {
+    move |e| RunnerError::transient("DiskWriteFailed", format!("{what}: {e}"))
+}
+
+/// Checks the source's extension, makes the output and work directories, and downloads the
+/// source (bounded, retried), reporting the `download` stage.
+pub(crate) async fn fetch_source(
+    args: &TaskArgs,
+    callback: Option<&Callback>,
+    log: &mut Log,
+    media_duration: Option<f64>,
+) -> Result<Fetched, RunnerError> {
+    let file_name = source_file_name(&args.source).to_owned();
+    let extension = media_extension(&file_name).ok_or_else(|| {
+        RunnerError::invalid_input(
+            "UnsupportedExtension",
+            format!(
+                "{file_name:?} does not have a media extension ({})",
+                crate::naming::MEDIA_EXTENSIONS.join(", ")
+            ),
+        )
+    })?;
+    std::fs::create_dir_all(&args.out).map_err(io_error("output directory"))?;
+    let work: PathBuf = args.work.clone().unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("esup-runner-{}", std::process::id()))
+    });
+    std::fs::create_dir_all(&work).map_err(io_error("work directory"))?;
+
+    report(callback, "download", None, media_duration).await;
+    let policy = DownloadPolicy {
+        max_bytes: args.max_source_bytes,
+        attempts: 5,
+        placeholder_attempts: 12,
+        base_delay: Duration::from_millis(args.retry_base_ms),
+    };
+    let path = fetch(&args.source, &work, &file_name, &policy).await?;
+    writeln!(log, "source: {} ({})", args.source, path.display()).ok();
+    Ok(Fetched {
+        path,
+        extension,
+        base: output_base(&file_name),
+    })
+}
+
 async fn execute(
     args: &TaskArgs,
     studio: bool,
@@ -128,35 +179,11 @@ async fn execute(
         ));
     }
     let job = resolve_job(args, studio)?;
-    let file_name = source_file_name(&args.source).to_owned();
-    let extension = media_extension(&file_name).ok_or_else(|| {
-        RunnerError::invalid_input(
-            "UnsupportedExtension",
-            format!(
-                "{file_name:?} does not have a media extension ({})",
-                crate::naming::MEDIA_EXTENSIONS.join(", ")
-            ),
-        )
-    })?;
-    let base = output_base(&file_name);
-    let io = |what: &'static str| {
-        move |e: std::io::Error| RunnerError::transient("DiskWriteFailed", format!("{what}: {e}"))
-    };
-    std::fs::create_dir_all(&args.out).map_err(io("output directory"))?;
-    let work: PathBuf = args.work.clone().unwrap_or_else(|| {
-        std::env::temp_dir().join(format!("esup-runner-{}", std::process::id()))
-    });
-    std::fs::create_dir_all(&work).map_err(io("work directory"))?;
-
-    report(callback, "download", None, None).await;
-    let policy = DownloadPolicy {
-        max_bytes: args.max_source_bytes,
-        attempts: 5,
-        placeholder_attempts: 12,
-        base_delay: Duration::from_millis(args.retry_base_ms),
-    };
-    let source = fetch(&args.source, &work, &file_name, &policy).await?;
-    writeln!(log, "source: {} ({})", args.source, source.display()).ok();
+    let Fetched {
+        path: source,
+        extension,
+        base,
+    } = fetch_source(args, callback, log, None).await?;
 
     let gpu = if args.force_cpu {
         Err("forced to the CPU".to_owned())
@@ -204,7 +231,7 @@ async fn execute(
     outputs.gpu = gpu.ok().map(|g| g.name);
     let _ = media_duration;
 
-    std::fs::write(args.out.join(ENCODING_LOG), log.text()).map_err(io("encoding.log"))?;
+    std::fs::write(args.out.join(ENCODING_LOG), log.text()).map_err(io_error("encoding.log"))?;
     let Some(cb) = callback else {
         return Ok(());
     };

@@ -3,7 +3,6 @@
 //! as an encoding.
 
 use std::io::Write;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -15,11 +14,10 @@ use esup_transcribe::{ModelPaths, RunOptions, TranscribeError, TranscriptionPara
 
 use crate::cli::{TaskArgs, TranscribeArgs};
 use crate::deliver::Callback;
-use crate::download::{DownloadPolicy, fetch};
 use crate::error::RunnerError;
 use crate::job::spec_from_params;
-use crate::naming::{ENCODING_LOG, INFO_JSON, media_extension, output_base, source_file_name};
-use crate::run::{Log, deliver, report};
+use crate::naming::{ENCODING_LOG, INFO_JSON};
+use crate::run::{Fetched, Log, deliver, fetch_source, io_error, report};
 
 /// Where this runner finds its models, from its flags.
 pub fn model_paths(args: &TranscribeArgs) -> ModelPaths {
@@ -69,34 +67,9 @@ pub async fn execute(
     log: &mut Log,
 ) -> Result<(), RunnerError> {
     let spec = spec(args)?;
-    let file_name = source_file_name(&args.source).to_owned();
-    if media_extension(&file_name).is_none() {
-        return Err(RunnerError::invalid_input(
-            "UnsupportedExtension",
-            format!(
-                "{file_name:?} does not have a media extension ({})",
-                crate::naming::MEDIA_EXTENSIONS.join(", ")
-            ),
-        ));
-    }
-    let io = |what: &'static str| {
-        move |e: std::io::Error| RunnerError::transient("DiskWriteFailed", format!("{what}: {e}"))
-    };
-    std::fs::create_dir_all(&args.out).map_err(io("output directory"))?;
-    let work: PathBuf = args.work.clone().unwrap_or_else(|| {
-        std::env::temp_dir().join(format!("esup-runner-{}", std::process::id()))
-    });
-    std::fs::create_dir_all(&work).map_err(io("work directory"))?;
-
-    report(callback, "download", None, spec.duration_seconds).await;
-    let policy = DownloadPolicy {
-        max_bytes: args.max_source_bytes,
-        attempts: 5,
-        placeholder_attempts: 12,
-        base_delay: Duration::from_millis(args.retry_base_ms),
-    };
-    let source = fetch(&args.source, &work, &file_name, &policy).await?;
-    writeln!(log, "source: {} ({})", args.source, source.display()).ok();
+    let Fetched {
+        path: source, base, ..
+    } = fetch_source(args, callback, log, spec.duration_seconds).await?;
 
     let gpu = if args.force_cpu {
         Err("forced to the CPU".to_owned())
@@ -114,7 +87,7 @@ pub async fn execute(
         model: spec.model.clone(),
         normalize: spec.normalize,
         duration_seconds: spec.duration_seconds,
-        stem: output_base(&file_name),
+        stem: base,
     };
     let options = RunOptions {
         gpu: gpu.is_ok(),
@@ -165,8 +138,8 @@ pub async fn execute(
     });
     let text = serde_json::to_string_pretty(&info)
         .map_err(|e| RunnerError::transient("OutputWriteFailed", e.to_string()))?;
-    std::fs::write(args.out.join(INFO_JSON), text).map_err(io("info_video.json"))?;
-    std::fs::write(args.out.join(ENCODING_LOG), log.text()).map_err(io("encoding.log"))?;
+    std::fs::write(args.out.join(INFO_JSON), text).map_err(io_error("info_video.json"))?;
+    std::fs::write(args.out.join(ENCODING_LOG), log.text()).map_err(io_error("encoding.log"))?;
     let Some(cb) = callback else {
         return Ok(());
     };
