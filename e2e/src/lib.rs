@@ -250,6 +250,24 @@ impl WebhookProcess {
         }
     }
 
+    /// Waits until the webhook answers `token` (its tenant table fills from a watch).
+    pub async fn wait_for_token(&self, token: &str) {
+        let http = reqwest::Client::new();
+        let url = format!("{}/manager/health", self.base_url);
+        wait_for(
+            Duration::from_secs(20),
+            "the webhook to know the tenant token",
+            || {
+                let (http, url) = (http.clone(), url.clone());
+                async move {
+                    let r = http.get(url).bearer_auth(token).send().await.ok()?;
+                    (r.status() == 200).then_some(())
+                }
+            },
+        )
+        .await;
+    }
+
     pub async fn kill(mut self) {
         self.child.kill().await.expect("kill webhook");
     }

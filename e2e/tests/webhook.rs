@@ -91,21 +91,8 @@ async fn setup() -> Env {
     let webhook = WebhookProcess::start("e2e-wh").await;
     let operator = OperatorProcess::start("e2e-wh", "e2e-wh-operator", &webhook.base_url);
     let http = reqwest::Client::new();
-    // The token table fills from the watch: wait for the first authenticated answer.
+    webhook.wait_for_token(TOKEN).await;
     let base = webhook.base_url.clone();
-    wait_for(
-        Duration::from_secs(20),
-        "the webhook to know the tenant token",
-        || {
-            let http = http.clone();
-            let url = format!("{base}/manager/health");
-            async move {
-                let r = http.get(url).bearer_auth(TOKEN).send().await.ok()?;
-                (r.status() == 200).then_some(())
-            }
-        },
-    )
-    .await;
     Env {
         http,
         base,

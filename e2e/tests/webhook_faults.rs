@@ -86,18 +86,7 @@ async fn webhook_killed_while_esup_pod_is_down_notifies_every_task_once() {
     let base = webhook.base_url.clone();
     let notify_url = format!("http://10.244.0.1:{pod_port}/runner/notify_task_end/");
     let http = reqwest::Client::new();
-    wait_for(
-        Duration::from_secs(20),
-        "the webhook to know the token",
-        || {
-            let (http, url) = (http.clone(), format!("{base}/manager/health"));
-            async move {
-                let r = http.get(url).bearer_auth(TOKEN).send().await.ok()?;
-                (r.status() == 200).then_some(())
-            }
-        },
-    )
-    .await;
+    webhook.wait_for_token(TOKEN).await;
 
     // Three tasks succeed and two fail as invalid input (exit 65): both kinds of terminal state
     // must be notified.

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use esup_api::{EncodingTask, TranscriptionTask};
 use esup_e2e::{
-    FIELD_MANAGER, WebhookOptions, WebhookProcess, client, fresh_namespace, install_crds, wait_for,
+    FIELD_MANAGER, WebhookOptions, WebhookProcess, client, fresh_namespace, install_crds,
 };
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
@@ -65,18 +65,7 @@ async fn schemathesis_finds_no_server_error_and_no_undocumented_answer() {
     .await;
     let base = webhook.base_url.clone();
     let http = reqwest::Client::new();
-    wait_for(
-        Duration::from_secs(20),
-        "the webhook to know the tenant token",
-        || {
-            let (http, url) = (http.clone(), format!("{base}/manager/health"));
-            async move {
-                let r = http.get(url).bearer_auth(TOKEN).send().await.ok()?;
-                (r.status() == 200).then_some(())
-            }
-        },
-    )
-    .await;
+    webhook.wait_for_token(TOKEN).await;
 
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fuzz/run");
     let started = Instant::now();

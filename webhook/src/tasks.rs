@@ -242,22 +242,26 @@ impl Tasks {
             .map(AnyTask::Transcription)
     }
 
-    /// Every task in `namespace`, oldest first.
-    pub fn in_namespace(&self, namespace: &str) -> Vec<AnyTask> {
-        let mut all: Vec<AnyTask> = self
+    /// Every task of either kind in `namespace`, in no particular order.
+    fn namespace_tasks<'a>(&self, namespace: &'a str) -> impl Iterator<Item = AnyTask> + 'a {
+        let encoding = self
             .encoding
             .state()
             .into_iter()
-            .filter(|t| t.metadata.namespace.as_deref() == Some(namespace))
-            .map(AnyTask::Encoding)
-            .chain(
-                self.transcription
-                    .state()
-                    .into_iter()
-                    .filter(|t| t.metadata.namespace.as_deref() == Some(namespace))
-                    .map(AnyTask::Transcription),
-            )
-            .collect();
+            .filter(move |t| t.metadata.namespace.as_deref() == Some(namespace))
+            .map(AnyTask::Encoding);
+        let transcription = self
+            .transcription
+            .state()
+            .into_iter()
+            .filter(move |t| t.metadata.namespace.as_deref() == Some(namespace))
+            .map(AnyTask::Transcription);
+        encoding.chain(transcription)
+    }
+
+    /// Every task in `namespace`, oldest first.
+    pub fn in_namespace(&self, namespace: &str) -> Vec<AnyTask> {
+        let mut all: Vec<AnyTask> = self.namespace_tasks(namespace).collect();
         all.sort_by(|a, b| {
             (a.meta().creation_timestamp.as_ref().map(|t| t.0), a.name())
                 .cmp(&(b.meta().creation_timestamp.as_ref().map(|t| t.0), b.name()))
@@ -300,19 +304,7 @@ impl Tasks {
     ) -> (usize, Vec<AnyTask>) {
         let mut backlog = 0;
         let mut chain = Vec::new();
-        let all = self
-            .encoding
-            .state()
-            .into_iter()
-            .filter(|t| t.metadata.namespace.as_deref() == Some(namespace))
-            .map(AnyTask::Encoding)
-            .chain(
-                self.transcription
-                    .state()
-                    .into_iter()
-                    .filter(|t| t.metadata.namespace.as_deref() == Some(namespace))
-                    .map(AnyTask::Transcription),
-            );
+        let all = self.namespace_tasks(namespace);
         let mut pending = self
             .created
             .lock()
