@@ -27,7 +27,8 @@ pub struct Cli {
 pub enum Command {
     /// Encode a media file (Esup-Pod task type `encoding`).
     Encode(TaskArgs),
-    /// Mix an Opencast Studio recording, then encode it (Esup-Pod task type `studio`).
+    /// Mix an Opencast Studio recording (mediapackage XML, `mid`/`piph`/`pipb`, SMIL cut) into
+    /// `studio_base.mp4`, then encode it (Esup-Pod task type `studio`).
     Studio(TaskArgs),
     /// Transcribe speech into WebVTT subtitles with Whisper (Esup-Pod task type `transcription`).
     Transcribe(TranscribeArgs),
@@ -54,7 +55,7 @@ pub struct TranscribeArgs {
 
 #[derive(Args, Debug, Clone)]
 pub struct TaskArgs {
-    /// Source media: an http(s) URL or a local file.
+    /// Source media (for `studio`: the Opencast mediapackage XML): an http(s) URL or a local file.
     #[arg(long)]
     pub source: String,
     /// Output directory (created if missing).

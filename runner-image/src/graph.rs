@@ -88,44 +88,76 @@ pub const THUMBNAIL_SPEC: &str = "[in]scale='min(1280,iw)':'min(720,ih)':force_o
 /// Overview tiles.
 pub const TILE_SPEC: &str = "[in]scale=160:90:flags=lanczos,setsar=1,format=rgb24[out0]";
 
-/// A configured graph: `source()` to push, `sink(i)` to pull.
+/// A configured graph: `push` (or `push_to` a named source) to feed, `pull(i)` to drain.
 pub struct Graph {
     graph: ff::filter::Graph,
     sinks: usize,
 }
 
 impl Graph {
-    /// `source` is the buffer/abuffer filter name and its arguments.
+    /// One source named `in`: `source` is the buffer/abuffer filter name and its arguments.
     pub fn new(
         source: (&str, &str),
         sink: &str,
         sinks: usize,
         spec: &str,
     ) -> Result<Self, ff::Error> {
+        Self::with_sources(&[("in", source.0, source.1)], sink, sinks, spec)
+    }
+
+    /// Any number of sources, each `(name, filter, arguments)`, named `[name]` in `spec`
+    /// (none: the spec makes its own frames, e.g. `anullsrc`).
+    pub fn with_sources(
+        sources: &[(&str, &str, &str)],
+        sink: &str,
+        sinks: usize,
+        spec: &str,
+    ) -> Result<Self, ff::Error> {
         let mut graph = ff::filter::Graph::new();
-        let src = ff::filter::find(source.0).ok_or(ff::Error::FilterNotFound)?;
         let snk = ff::filter::find(sink).ok_or(ff::Error::FilterNotFound)?;
-        graph.add(&src, "in", source.1)?;
+        for (name, filter, args) in sources {
+            let src = ff::filter::find(filter).ok_or(ff::Error::FilterNotFound)?;
+            graph.add(&src, name, args)?;
+        }
         for i in 0..sinks {
             graph.add(&snk, &format!("out{i}"), "")?;
         }
         {
-            let mut parser = graph.output("in", 0)?;
-            for i in 0..sinks {
-                parser = parser.input(&format!("out{i}"), 0)?;
+            // The parser's "outputs" are our sources, its "inputs" our sinks.
+            let mut parser: Option<ff::filter::graph::Parser<'_>> = None;
+            for (name, _, _) in sources {
+                parser = Some(match parser {
+                    None => graph.output(name, 0)?,
+                    Some(p) => p.output(name, 0)?,
+                });
             }
-            parser.parse(spec)?;
+            for i in 0..sinks {
+                let name = format!("out{i}");
+                parser = Some(match parser {
+                    None => graph.input(&name, 0)?,
+                    Some(p) => p.input(&name, 0)?,
+                });
+            }
+            match parser {
+                Some(p) => p.parse(spec)?,
+                None => graph.parse(spec)?,
+            }
         }
         graph.validate()?;
         Ok(Self { graph, sinks })
     }
 
-    pub fn push(&mut self, frame: Option<&ff::Frame>) -> Result<(), ff::Error> {
-        let mut ctx = self.graph.get("in").ok_or(ff::Error::FilterNotFound)?;
+    /// Feeds source `name` a frame, or its end (`None`).
+    pub fn push_to(&mut self, name: &str, frame: Option<&ff::Frame>) -> Result<(), ff::Error> {
+        let mut ctx = self.graph.get(name).ok_or(ff::Error::FilterNotFound)?;
         match frame {
             Some(f) => ctx.source().add(f),
             None => ctx.source().flush(),
         }
+    }
+
+    pub fn push(&mut self, frame: Option<&ff::Frame>) -> Result<(), ff::Error> {
+        self.push_to("in", frame)
     }
 
     /// The next frame of sink `i`, if one is ready.

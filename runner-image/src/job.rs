@@ -3,7 +3,7 @@
 //! through the same validation as the webhook's (`esup_api::params::to_spec`). Pure.
 
 use esup_api::common::{SecretKeyRef, TaskPriority};
-use esup_api::encoding::{Dressing, EncodingTaskSpec};
+use esup_api::encoding::{Dressing, EncodingTaskSpec, StudioOptions};
 use esup_api::params::{SpecContext, TaskSpecFromRequest, to_spec};
 use esup_api::wire::TaskRequest;
 
@@ -18,6 +18,8 @@ pub struct Job {
     /// (start, end, initial duration), seconds.
     pub cut: Option<(f64, f64, Option<f64>)>,
     pub dressing: Option<Dressing>,
+    /// Esup-Pod's `presenter` and `studio_*` parameters (studio tasks).
+    pub studio: Option<StudioOptions>,
     pub ids: VideoIds,
 }
 
@@ -33,6 +35,7 @@ impl Job {
                 )
             }),
             dressing: spec.dressing.clone(),
+            studio: spec.studio.clone(),
             ids: VideoIds {
                 id: spec.common.video.id.map(|i| i.to_string()),
                 slug: spec.common.video.slug.clone(),

@@ -11,15 +11,19 @@ use esup_api::runner::{Completion, ProgressReport};
 use esup_api::status::HardwareReport;
 use esup_api::wire::TerminalStatus;
 
+use crate::assets::Recording;
 use crate::cli::TaskArgs;
 use crate::deliver::{Callback, list_outputs};
 use crate::download::{DownloadPolicy, fetch};
+use crate::dress::Assets;
 use crate::error::RunnerError;
 use crate::info::{Outputs, info_json};
 use crate::job::{Job, from_params_json, from_spec_json};
 use crate::media::{cfr_rate, validate};
+use crate::mix::Track;
 use crate::naming::{ENCODING_LOG, INFO_JSON, media_extension, output_base, source_file_name};
 use crate::pipeline::Plan;
+use crate::studio::{STUDIO_BASE, mix_settings};
 use crate::timeline::{overview, window};
 
 /// The log written to `encoding.log` and sent as `script_output`.
@@ -127,6 +131,25 @@ pub(crate) fn io_error(what: &'static str) -> impl Fn(std::io::Error) -> RunnerE
     move |e| RunnerError::transient("DiskWriteFailed", format!("{what}: {e}"))
 }
 
+/// The scratch directory: `--work`, else one under the system temp dir.
+pub(crate) fn work_dir(args: &TaskArgs) -> Result<PathBuf, RunnerError> {
+    let work: PathBuf = args.work.clone().unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("esup-runner-{}", std::process::id()))
+    });
+    std::fs::create_dir_all(&work).map_err(io_error("work directory"))?;
+    Ok(work)
+}
+
+/// §3.0's download policy, bounded by `--max-source-bytes`.
+pub(crate) fn download_policy(args: &TaskArgs) -> DownloadPolicy {
+    DownloadPolicy {
+        max_bytes: args.max_source_bytes,
+        attempts: 5,
+        placeholder_attempts: 12,
+        base_delay: Duration::from_millis(args.retry_base_ms),
+    }
+}
+
 /// Checks the source's extension, makes the output and work directories, and downloads the
 /// source (bounded, retried), reporting the `download` stage.
 pub(crate) async fn fetch_source(
@@ -146,19 +169,10 @@ pub(crate) async fn fetch_source(
         )
     })?;
     std::fs::create_dir_all(&args.out).map_err(io_error("output directory"))?;
-    let work: PathBuf = args.work.clone().unwrap_or_else(|| {
-        std::env::temp_dir().join(format!("esup-runner-{}", std::process::id()))
-    });
-    std::fs::create_dir_all(&work).map_err(io_error("work directory"))?;
+    let work = work_dir(args)?;
 
     report(callback, "download", None, media_duration).await;
-    let policy = DownloadPolicy {
-        max_bytes: args.max_source_bytes,
-        attempts: 5,
-        placeholder_attempts: 12,
-        base_delay: Duration::from_millis(args.retry_base_ms),
-    };
-    let path = fetch(&args.source, &work, &file_name, &policy).await?;
+    let path = fetch(&args.source, &work, &file_name, &download_policy(args)).await?;
     writeln!(log, "source: {} ({})", args.source, path.display()).ok();
     Ok(Fetched {
         path,
@@ -167,25 +181,70 @@ pub(crate) async fn fetch_source(
     })
 }
 
+/// What runs before the one pass: nothing, or the studio mix of a downloaded recording.
+enum Before {
+    Nothing,
+    Studio(Recording),
+}
+
+/// Progress of the blocking work, read by the async side every 5 s: the stage and its share.
+#[derive(Default)]
+struct Progress {
+    stage: AtomicU64,
+    percent: AtomicU64,
+}
+
+const STAGES: [&str; 3] = ["mix", "dressing", "encode"];
+
+impl Progress {
+    fn set(&self, stage: usize, share: f64) {
+        self.stage.store(stage as u64, Ordering::Relaxed);
+        self.percent
+            .store((share * 100.0).to_bits(), Ordering::Relaxed);
+    }
+    fn get(&self) -> (&'static str, f64) {
+        let stage = usize::try_from(self.stage.load(Ordering::Relaxed)).unwrap_or(2);
+        (
+            STAGES.get(stage).copied().unwrap_or("encode"),
+            f64::from_bits(self.percent.load(Ordering::Relaxed)),
+        )
+    }
+}
+
 async fn execute(
     args: &TaskArgs,
     studio: bool,
     callback: Option<&Callback>,
     log: &mut Log,
 ) -> Result<(), RunnerError> {
-    if studio {
-        return Err(RunnerError::Usage(
-            "studio mixes are not implemented in this runner yet; submit the recording as an encoding".into(),
-        ));
-    }
     let job = resolve_job(args, studio)?;
-    let Fetched {
-        path: source,
-        extension,
-        base,
-    } = fetch_source(args, callback, log, None).await?;
+    let (source, extension, base, before) = if studio {
+        std::fs::create_dir_all(&args.out).map_err(io_error("output directory"))?;
+        let work = work_dir(args)?;
+        report(callback, "download", None, None).await;
+        let recording =
+            crate::assets::fetch_recording(&args.source, &work, &download_policy(args), log)
+                .await?;
+        (
+            args.out.join(format!("{STUDIO_BASE}.mp4")),
+            "mp4".to_owned(),
+            STUDIO_BASE.to_owned(),
+            Before::Studio(recording),
+        )
+    } else {
+        let f = fetch_source(args, callback, log, None).await?;
+        (f.path, f.extension, f.base, Before::Nothing)
+    };
+    let work = work_dir(args)?;
+    let assets = match &job.dressing {
+        Some(d) => {
+            crate::assets::fetch_dressing(d, &args.source, &work, &download_policy(args), log)
+                .await?
+        }
+        None => Assets::default(),
+    };
 
-    let gpu = if args.force_cpu {
+    let gpu = if args.force_cpu || job.studio.as_ref().is_some_and(|s| s.force_cpu) {
         Err("forced to the CPU".to_owned())
     } else {
         crate::gpu::detect()
@@ -200,31 +259,42 @@ async fn execute(
     }
     .ok();
 
-    // The pass is CPU-bound libav work: off the async threads, progress through an atomic.
-    let percent = Arc::new(AtomicU64::new(0));
+    // The work is CPU-bound libav work: off the async threads, progress through atomics.
+    let progress = Arc::new(Progress::default());
     let out = args.out.clone();
     let denylist = args.codec_denylist.clone();
     let task_log = log.clone();
-    let shared = percent.clone();
+    let shared = progress.clone();
     let job_for_pass = job.clone();
     let mut pass = tokio::task::spawn_blocking(move || {
-        encode_pass(
-            &source,
-            &out,
-            &base,
-            &extension,
-            &job_for_pass,
-            &denylist,
-            task_log,
-            &shared,
-        )
+        let mut log = task_log;
+        let studio = match &before {
+            Before::Nothing => None,
+            Before::Studio(recording) => Some(studio_mix(
+                recording,
+                &job_for_pass,
+                &denylist,
+                &out,
+                &|p| shared.set(0, p),
+                &mut log,
+            )?),
+        };
+        let stage = PassInput {
+            source: &source,
+            base: &base,
+            extension: &extension,
+            assets: &assets,
+            work: &work,
+            studio,
+        };
+        encode_pass(&stage, &out, &job_for_pass, &denylist, log, &shared)
     });
     let (media_duration, mut outputs) = loop {
         tokio::select! {
             done = &mut pass => break done.map_err(|e| RunnerError::Encoding(e.to_string()))??,
             () = tokio::time::sleep(Duration::from_secs(5)) => {
-                let p = f64::from_bits(percent.load(Ordering::Relaxed));
-                report(callback, "encode", Some(p), None).await;
+                let (stage, p) = progress.get();
+                report(callback, stage, Some(p), None).await;
             }
         }
     };
@@ -242,6 +312,64 @@ async fn execute(
         ..Default::default()
     };
     deliver(cb, &args.out, log, hardware).await
+}
+
+/// Stage 1 of a studio task: `out/studio_base.mp4`. Blocking.
+fn studio_mix(
+    recording: &Recording,
+    job: &Job,
+    denylist: &[String],
+    out: &Path,
+    progress: &dyn Fn(f64),
+    log: &mut Log,
+) -> Result<serde_json::Value, RunnerError> {
+    ffmpeg_next::init().map_err(|e| RunnerError::encoding("libav init", e))?;
+    ffmpeg_next::util::log::set_level(ffmpeg_next::util::log::Level::Error);
+    let options = job.studio.as_ref();
+    let layout = options
+        .and_then(|o| o.layout)
+        .unwrap_or(recording.package.layout);
+    let tracks: Vec<Track<'_>> = recording
+        .tracks
+        .iter()
+        .map(|(role, path)| Track { role, path })
+        .collect();
+    let settings = mix_settings(options, tracks.len() == 1);
+    if options.is_some_and(|o| o.allow_nvenc) {
+        writeln!(
+            log,
+            "studio_allow_nvenc: this runner mixes on the CPU (libx264)"
+        )
+        .ok();
+    }
+    let mut summary = crate::mix::mix(
+        &tracks,
+        layout,
+        recording.cut,
+        &settings,
+        denylist,
+        out,
+        progress,
+        log,
+    )?;
+    if let Some(o) = summary.as_object_mut() {
+        o.insert(
+            "force_cpu".into(),
+            serde_json::json!(options.is_some_and(|o| o.force_cpu)),
+        );
+    }
+    Ok(summary)
+}
+
+/// What the one pass encodes, and what came before it.
+struct PassInput<'a> {
+    source: &'a Path,
+    base: &'a str,
+    extension: &'a str,
+    assets: &'a Assets,
+    work: &'a Path,
+    /// The studio mix's summary (studio tasks).
+    studio: Option<serde_json::Value>,
 }
 
 /// Uploads every file of `out` (each with its sha256), then posts the completion.
@@ -284,32 +412,55 @@ pub(crate) async fn report(
     }
 }
 
-/// Probe, plan, pass, info_video.json. Blocking.
-#[allow(clippy::too_many_arguments)]
+/// Probe, dressing, plan, pass, info_video.json. Blocking.
 fn encode_pass(
-    source: &Path,
+    stage: &PassInput<'_>,
     out: &Path,
-    base: &str,
-    extension: &str,
     job: &Job,
     denylist: &[String],
     mut log: Log,
-    percent: &AtomicU64,
+    progress: &Progress,
 ) -> Result<(f64, Outputs), RunnerError> {
     ffmpeg_next::init().map_err(|e| RunnerError::encoding("libav init", e))?;
     ffmpeg_next::util::log::set_level(ffmpeg_next::util::log::Level::Error);
-    let input = crate::probe::open(source)?;
-    let media = crate::probe::probe(&input, denylist)?;
+    let mut input = crate::probe::open(stage.source)?;
+    let mut media = crate::probe::probe(&input, denylist)?;
     writeln!(log, "probe: {media:?}").ok();
     validate(&media)?;
-    let w = window(media.duration, job.cut);
+    let mut w = window(media.duration, job.cut);
     if w.duration() <= 0.0 {
         return Err(RunnerError::invalid_input(
             "ZeroDuration",
             "the cut keeps nothing of the source",
         ));
     }
-    let webm = media.is_webm_like(extension);
+    let mut webm = media.is_webm_like(stage.extension);
+    // Dressing: cut, watermark and credits rendered first; the pass encodes that file whole.
+    let mut dressing_applied = None;
+    if !stage.assets.is_empty() {
+        if media.video.is_some() {
+            drop(input);
+            let (dressed, applied) = crate::dress::dress(
+                stage.source,
+                &media,
+                w,
+                stage.assets,
+                denylist,
+                stage.work,
+                &|p| progress.set(1, p),
+                &mut log,
+            )?;
+            input = crate::probe::open(&dressed)?;
+            media = crate::probe::probe(&input, denylist)?;
+            writeln!(log, "dressed probe: {media:?}").ok();
+            validate(&media)?;
+            w = window(media.duration, None);
+            webm = false;
+            dressing_applied = Some(applied);
+        } else {
+            writeln!(log, "warning: no video stream, the dressing is not applied").ok();
+        }
+    }
     let rungs = match &media.video {
         Some(v) => crate::ladder::select(&job.ladder, v.height),
         None => Vec::new(),
@@ -329,20 +480,22 @@ fn encode_pass(
         plan.rungs.iter().map(|r| r.height).collect::<Vec<_>>()
     )
     .ok();
-    let progress = |p: f64| percent.store((p * 100.0).to_bits(), Ordering::Relaxed);
-    let outputs = crate::pipeline::run(input, &media, &plan, out, base, &progress, &mut log)?;
+    let report = |p: f64| progress.set(2, p);
+    let outputs = crate::pipeline::run(input, &media, &plan, out, stage.base, &report, &mut log)?;
     let dressing = job
         .dressing
         .as_ref()
         .and_then(|d| serde_json::to_value(d).ok());
-    if dressing.is_some() {
-        writeln!(
-            log,
-            "warning: dressing (watermark, credits) is not applied by this runner yet"
-        )
-        .ok();
+    let mut info = info_json(&media, &w, job.cut.is_some(), &job.ids, dressing, &outputs);
+    if let Some(o) = info.as_object_mut() {
+        o.insert(
+            "dressing_applied".into(),
+            dressing_applied.unwrap_or(serde_json::Value::Null),
+        );
+        if let Some(studio) = &stage.studio {
+            o.insert("studio".into(), studio.clone());
+        }
     }
-    let info = info_json(&media, &w, job.cut.is_some(), &job.ids, dressing, &outputs);
     let text = serde_json::to_string_pretty(&info)
         .map_err(|e| RunnerError::encoding("info_video.json", e))?;
     std::fs::write(out.join(INFO_JSON), text + "\n")

@@ -286,3 +286,116 @@ pub fn check_info_keys(info: &Value) {
         assert!(info.get(key).is_some(), "info_video.json lacks {key}");
     }
 }
+
+/// Runs the runner with any subcommand, no callback.
+pub fn run_task(command: &str, source: &str, out: &Path, extra: &[&str]) -> Run {
+    let output = runner()
+        .args([command, "--source", source])
+        .arg("--out")
+        .arg(out)
+        .args(extra)
+        .env_remove("ESUP_CALLBACK_URL")
+        .output()
+        .expect("runner");
+    Run {
+        code: output.status.code().unwrap_or(-1),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// Serves `dir` over HTTP on 127.0.0.1 (a real server, in a thread); returns its base URL.
+pub fn serve_dir(dir: &Path) -> String {
+    let dir = dir.to_path_buf();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send(listener.local_addr().unwrap()).unwrap();
+            warp::serve(warp::fs::dir(dir))
+                .incoming(listener)
+                .run()
+                .await;
+        });
+    });
+    format!("http://{}", rx.recv().unwrap())
+}
+
+/// The mean colour (R, G, B) of a rectangle `w:h:x:y` of the frame shown at `t` seconds.
+pub fn mean_rgb(path: &Path, t: f64, rect: &str) -> [u8; 3] {
+    let output = Command::new("ffmpeg")
+        .args(["-v", "error", "-ss", &t.to_string(), "-i"])
+        .arg(path)
+        .args([
+            "-frames:v",
+            "1",
+            "-vf",
+            &format!("crop={rect},format=rgb24,scale=1:1:flags=area"),
+            "-f",
+            "rawvideo",
+            "-",
+        ])
+        .output()
+        .expect("ffmpeg");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(output.stdout.len(), 3, "one RGB pixel");
+    [output.stdout[0], output.stdout[1], output.stdout[2]]
+}
+
+/// Whether `rgb` is within `tolerance` of `expected` on every channel.
+pub fn near(rgb: [u8; 3], expected: [u8; 3], tolerance: u8) -> bool {
+    rgb.iter()
+        .zip(expected)
+        .all(|(a, b)| a.abs_diff(b) <= tolerance)
+}
+
+/// A plain colour clip, optionally with a tone, encoded quickly.
+pub fn colour_clip(
+    dir: &Path,
+    name: &str,
+    colour: &str,
+    size: &str,
+    fps: u32,
+    seconds: f64,
+    tone: Option<u32>,
+) -> PathBuf {
+    let out = dir.join(name);
+    let mut args: Vec<String> = vec![
+        "-f".into(),
+        "lavfi".into(),
+        "-i".into(),
+        format!("color=c={colour}:size={size}:rate={fps}:duration={seconds}"),
+    ];
+    if let Some(f) = tone {
+        args.extend([
+            "-f".into(),
+            "lavfi".into(),
+            "-i".into(),
+            format!("sine=frequency={f}:duration={seconds}"),
+        ]);
+    }
+    args.extend(
+        [
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-pix_fmt",
+            "yuv420p",
+        ]
+        .map(String::from),
+    );
+    if tone.is_some() {
+        args.extend(["-c:a", "aac", "-shortest"].map(String::from));
+    }
+    args.push(out.to_str().unwrap().into());
+    ffmpeg(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    out
+}

@@ -1,0 +1,337 @@
+//! Renders the dressed main video with libav (protocol §3.1 `dressing`): the main video cut
+//! first, the watermark over it, the opening and ending credits joined around it, into one
+//! intermediate MP4 in the work directory; the one pass then encodes that file, as the
+//! reference runner encodes its intermediate.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use esup_api::encoding::{Watermark, WatermarkPosition};
+use ffmpeg_next as ff;
+use serde_json::{Value, json};
+
+use crate::dressing::{
+    Rate, audio_samples, audio_spec, credits_video_spec, even, logo_placement, main_video_spec,
+    silence_spec,
+};
+use crate::error::RunnerError;
+use crate::graph::Graph;
+use crate::media::MediaInfo;
+use crate::pictures::buffer_args;
+use crate::render::{AudioOut, Feed, Graphs, Sink, VideoOut, fail, load_picture};
+use crate::timeline::Window;
+
+/// The intermediate is encoded again by the pass: a low CRF keeps that second generation
+/// close to the source, a fast preset keeps the stage short.
+pub const INTERMEDIATE_CRF: u8 = 18;
+pub const INTERMEDIATE_PRESET: &str = "veryfast";
+pub const INTERMEDIATE_AUDIO_BITRATE: u64 = 192_000;
+
+/// The downloaded dressing files.
+#[derive(Clone, Debug, Default)]
+pub struct Assets {
+    pub watermark: Option<(PathBuf, Watermark)>,
+    pub opening: Option<PathBuf>,
+    pub ending: Option<PathBuf>,
+}
+
+impl Assets {
+    pub fn is_empty(&self) -> bool {
+        self.watermark.is_none() && self.opening.is_none() && self.ending.is_none()
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Part {
+    Opening,
+    Main,
+    Ending,
+}
+
+struct Segment {
+    part: Part,
+    path: PathBuf,
+    media: MediaInfo,
+    duration: f64,
+}
+
+fn credits_error(which: &str, e: RunnerError) -> RunnerError {
+    match e {
+        RunnerError::InvalidInput { message, .. } => RunnerError::invalid_input(
+            "InvalidCredits",
+            format!("the {which} credits video is unusable: {message}"),
+        ),
+        other => other,
+    }
+}
+
+fn probe_credits(which: &str, path: &Path, denylist: &[String]) -> Result<Segment, RunnerError> {
+    let input = crate::probe::open(path).map_err(|e| credits_error(which, e))?;
+    let media = crate::probe::probe(&input, denylist).map_err(|e| credits_error(which, e))?;
+    if media.video.is_none() || !(media.duration.is_finite() && media.duration > 0.0) {
+        return Err(RunnerError::invalid_input(
+            "InvalidCredits",
+            format!("the {which} credits video has no video stream or no duration"),
+        ));
+    }
+    Ok(Segment {
+        part: if which == "opening" {
+            Part::Opening
+        } else {
+            Part::Ending
+        },
+        path: path.to_owned(),
+        duration: media.duration,
+        media,
+    })
+}
+
+fn position_name(p: WatermarkPosition) -> &'static str {
+    match p {
+        WatermarkPosition::TopLeft => "top_left",
+        WatermarkPosition::TopRight => "top_right",
+        WatermarkPosition::BottomLeft => "bottom_left",
+        WatermarkPosition::BottomRight => "bottom_right",
+    }
+}
+
+/// Writes `work/dressed.mp4` from the main `source` (already probed as `media`, kept
+/// window `window`) and `assets`. Returns its path and what was applied (for
+/// `info_video.json`). Blocking.
+#[allow(clippy::too_many_arguments)]
+pub fn dress(
+    source: &Path,
+    media: &MediaInfo,
+    window: Window,
+    assets: &Assets,
+    denylist: &[String],
+    work: &Path,
+    progress: &dyn Fn(f64),
+    log: &mut dyn Write,
+) -> Result<(PathBuf, Value), RunnerError> {
+    let Some(main_video) = &media.video else {
+        return Err(RunnerError::Encoding(
+            "dressing needs a video stream".into(),
+        ));
+    };
+    let cut =
+        (window.start > 0.0 || window.end < media.duration).then_some((window.start, window.end));
+    // The main video's rate and frame; credits are normalised to them.
+    let main_input = crate::probe::open(source)?;
+    let rate = {
+        let r = main_input
+            .stream(main_video.index)
+            .map(|s| s.avg_frame_rate())
+            .unwrap_or(ff::Rational::new(0, 1));
+        Rate::of_source(r.numerator(), r.denominator())
+    };
+    drop(main_input);
+    let frame = even((main_video.width, main_video.height));
+
+    let logo = match &assets.watermark {
+        None => None,
+        Some((path, wm)) => {
+            let picture = load_picture(path).map_err(|e| {
+                RunnerError::invalid_input(
+                    "InvalidWatermark",
+                    format!("the watermark {} is not a readable image: {e}", wm.url),
+                )
+            })?;
+            let sar = picture.aspect_ratio();
+            let placement = logo_placement(
+                frame,
+                (picture.width(), picture.height()),
+                (sar.numerator(), sar.denominator()),
+                wm.position,
+            );
+            Some((picture, placement, wm.clone()))
+        }
+    };
+
+    let mut segments = Vec::new();
+    if let Some(p) = &assets.opening {
+        segments.push(probe_credits("opening", p, denylist)?);
+    }
+    segments.push(Segment {
+        part: Part::Main,
+        path: source.to_owned(),
+        media: media.clone(),
+        duration: window.duration(),
+    });
+    if let Some(p) = &assets.ending {
+        segments.push(probe_credits("ending", p, denylist)?);
+    }
+    let frames: Vec<u64> = segments.iter().map(|s| rate.frames(s.duration)).collect();
+    let samples = audio_samples(&frames, rate);
+    // Audio as soon as one part has some; the others get silence of their length.
+    let with_audio = segments.iter().any(|s| !s.media.audio.is_empty());
+
+    let path = work.join("dressed.mp4");
+    let mut sink = Sink::create(
+        &path,
+        &VideoOut {
+            width: frame.0,
+            height: frame.1,
+            rate,
+            crf: INTERMEDIATE_CRF,
+            preset: INTERMEDIATE_PRESET.into(),
+            keyframe_every: None,
+        },
+        with_audio.then_some(&AudioOut {
+            bitrate: INTERMEDIATE_AUDIO_BITRATE,
+            stereo: true,
+        }),
+    )
+    .map_err(fail("dressed output"))?;
+
+    let total: f64 = segments.iter().map(|s| s.duration).sum();
+    let mut done_before = 0.0;
+    let mut applied = serde_json::Map::new();
+    for ((segment, n), s) in segments.iter().zip(&frames).zip(&samples) {
+        let video = segment
+            .media
+            .video
+            .as_ref()
+            .ok_or(RunnerError::Encoding("segment without video".into()))?;
+        let input = crate::probe::open(&segment.path)?;
+        let audio_stream = segment.media.audio.first().map(|a| a.index);
+        let mut feed = Feed::open(
+            input,
+            segment.media.start_time,
+            Some((video.index, "in")),
+            audio_stream.filter(|_| with_audio),
+        )?;
+        let (src_name, src_args) = feed
+            .video_source()
+            .ok_or(RunnerError::Encoding("segment without video".into()))?;
+        let (spec, logo_source) = match segment.part {
+            Part::Main => {
+                let placement = logo.as_ref().map(|(_, p, wm)| (*p, wm.opacity));
+                let spec = main_video_spec(
+                    cut,
+                    (main_video.width, main_video.height),
+                    rate,
+                    *n,
+                    placement,
+                );
+                let logo_args = logo.as_ref().map(|(pic, _, _)| {
+                    buffer_args(pic, ff::Rational::new(1, 25), pic.aspect_ratio())
+                });
+                (spec, logo_args)
+            }
+            Part::Opening | Part::Ending => (credits_video_spec(frame, rate, *n), None),
+        };
+        writeln!(log, "dressing {:?}: {spec}", segment.part).ok();
+        let mut sources = vec![(src_name.as_str(), "buffer", src_args.as_str())];
+        if let Some(args) = &logo_source {
+            sources.push(("logo", "buffer", args.as_str()));
+        }
+        let mut video_graph = Graph::with_sources(&sources, "buffersink", 1, &spec)
+            .map_err(fail("dressing graph"))?;
+        if let (Some((pic, _, _)), Some(_)) = (&logo, &logo_source) {
+            let mut copy = pic.clone();
+            copy.set_pts(Some(0));
+            video_graph
+                .push_to("logo", Some(&copy))
+                .map_err(fail("watermark"))?;
+            video_graph
+                .push_to("logo", None)
+                .map_err(fail("watermark"))?;
+        }
+        let mut audio_graph = None;
+        let mut silence = false;
+        if with_audio {
+            let g = match feed.audio_source() {
+                Some((args, _)) => {
+                    let cut = if segment.part == Part::Main {
+                        cut
+                    } else {
+                        None
+                    };
+                    let spec = audio_spec(cut, *s);
+                    writeln!(log, "dressing {:?} audio: {spec}", segment.part).ok();
+                    Graph::new(("abuffer", &args), "abuffersink", 1, &spec)
+                }
+                None => {
+                    silence = true;
+                    Graph::with_sources(&[], "abuffersink", 1, &silence_spec(*s))
+                }
+            };
+            let mut g = g.map_err(fail("dressing audio graph"))?;
+            if let Some(size) = sink.audio_frame_size() {
+                g.set_frame_size(0, size);
+            }
+            audio_graph = Some(g);
+        }
+        if segment.part == Part::Main
+            && let Some((start, _)) = cut
+        {
+            feed.seek(start);
+        }
+        let mut graphs = Graphs {
+            video: &mut video_graph,
+            audio: audio_graph.as_mut(),
+        };
+        let offset = if segment.part == Part::Main {
+            cut.map_or(0.0, |c| c.0)
+        } else {
+            0.0
+        };
+        let mut report = |t: f64| {
+            if total > 0.0 {
+                progress(((done_before + (t - offset).max(0.0)) / total).clamp(0.0, 1.0));
+            }
+        };
+        let errors = crate::render::run(
+            std::slice::from_mut(&mut feed),
+            &mut graphs,
+            silence,
+            &mut sink,
+            &mut report,
+        )?;
+        if errors > 0 {
+            writeln!(
+                log,
+                "warning: {errors} packets of {:?} could not be decoded",
+                segment.part
+            )
+            .ok();
+        }
+        done_before += segment.duration;
+        let entry = json!({"duration": segment.duration, "frames": n, "audio": !segment.media.audio.is_empty()});
+        match segment.part {
+            Part::Opening => {
+                applied.insert("opening_credits".into(), entry);
+            }
+            Part::Ending => {
+                applied.insert("ending_credits".into(), entry);
+            }
+            Part::Main => {}
+        }
+    }
+    let frames_written = sink.frames();
+    sink.finish().map_err(fail("dressed output"))?;
+    if let Some((_, p, wm)) = &logo {
+        applied.insert(
+            "watermark".into(),
+            json!({
+                "position": position_name(wm.position),
+                "opacity": wm.opacity,
+                "x": p.x, "y": p.y, "width": p.width, "height": p.height,
+            }),
+        );
+    }
+    applied.insert("cut_first".into(), json!(cut.is_some()));
+    applied.insert("frame".into(), json!(format!("{}x{}", frame.0, frame.1)));
+    applied.insert("frame_rate".into(), json!(rate.to_string()));
+    applied.insert("frames".into(), json!(frames_written));
+    writeln!(
+        log,
+        "dressed: {} ({frames_written} frames at {rate} fps, {}x{})",
+        path.display(),
+        frame.0,
+        frame.1
+    )
+    .ok();
+    Ok((path, Value::Object(applied)))
+}
