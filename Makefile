@@ -68,12 +68,11 @@ integration: cluster-up
 helm-test: cluster-up
 	helm/esup-runner/tests/run --install
 
-## demo: for now, bring up the local cluster, install the CRDs and an example pool
-demo: cluster-up
-	$(ESUP_CACHE_DIR)/bin/kubectl apply --server-side --force-conflicts --field-manager=esup-demo -f crds/
-	$(ESUP_CACHE_DIR)/bin/kubectl wait --for=condition=Established --timeout=60s -f crds/
-	$(ESUP_CACHE_DIR)/bin/kubectl apply --server-side --field-manager=esup-demo -f docs/examples/
-	$(ESUP_CACHE_DIR)/bin/kubectl get nodes -o wide
-	$(ESUP_CACHE_DIR)/bin/kubectl get runnerpools,encodingtasks,transcriptiontasks -A
+## demo: bring up the local cluster, build and import the images, install the chart, then play
+## Esup-Pod: a one-minute lecture clip encoded and transcribed in French (e2e/demo/run)
+demo: toolchain cluster-up deps models
+	e2e/demo/run
 
-demo-down: cluster-down
+## demo-down: uninstall the demo and stop the local cluster (caches stay)
+demo-down:
+	e2e/demo/down

@@ -379,15 +379,29 @@ impl EsupPodStandIn {
     /// Listens on `port` of the pod gateway (0: any free port), e.g. the port of a notify URL
     /// that was unreachable until now.
     pub async fn start_on(port: u16, token: &str, manager_base: &str) -> Self {
+        Self::start_with(port, token, manager_base, None).await
+    }
+
+    /// Like [`Self::start_on`], and with a media directory as Esup-Pod's MEDIA_ROOT: `GET
+    /// /media/<path>` serves its files (sources for runners), and each completed task's
+    /// imported files are kept in `<media>/tasks/<task_id>/`, as Esup-Pod stores them.
+    pub async fn start_with(
+        port: u16,
+        token: &str,
+        manager_base: &str,
+        media: Option<PathBuf>,
+    ) -> Self {
         let gateway = std::env::var("ESUP_POD_GATEWAY").unwrap_or_else(|_| "10.244.0.1".to_owned());
         let received: Arc<Mutex<Vec<Notified>>> = Arc::default();
         let (record, token, base) = (received.clone(), token.to_owned(), manager_base.to_owned());
+        let keep = media.clone();
         let route = warp::post()
             .and(warp::path!("runner" / "notify_task_end"))
             .and(warp::header::optional::<String>("authorization"))
             .and(warp::body::json::<serde_json::Value>())
             .then(move |auth: Option<String>, body: serde_json::Value| {
-                let (record, token, base) = (record.clone(), token.clone(), base.clone());
+                let (record, token, base, keep) =
+                    (record.clone(), token.clone(), base.clone(), keep.clone());
                 async move {
                     if auth.as_deref() != Some(format!("Bearer {token}").as_str()) {
                         let reply = warp::reply::json(
@@ -403,7 +417,8 @@ impl EsupPodStandIn {
                         import_errors: Vec::new(),
                     };
                     if notified.status == "completed" {
-                        import(&base, &token, &mut notified).await;
+                        let into = keep.map(|m| m.join("tasks").join(&notified.task_id));
+                        import(&base, &token, &mut notified, into.as_deref()).await;
                     }
                     record.lock().unwrap().push(notified);
                     warp::reply::with_status(
@@ -416,11 +431,27 @@ impl EsupPodStandIn {
             .await
             .expect("bind the Esup-Pod stand-in");
         let addr = listener.local_addr().expect("address");
-        tokio::spawn(warp::serve(route).incoming(listener).run());
+        match media {
+            Some(dir) => {
+                let files = warp::get().and(warp::path("media")).and(warp::fs::dir(dir));
+                tokio::spawn(warp::serve(route.or(files)).incoming(listener).run());
+            }
+            None => {
+                tokio::spawn(warp::serve(route).incoming(listener).run());
+            }
+        }
         Self {
             notify_url: format!("http://{addr}/runner/notify_task_end/"),
             received,
         }
+    }
+
+    /// Base URL of the media directory (`start_with`), e.g. `http://10.244.0.1:PORT/media`.
+    pub fn media_url(&self) -> String {
+        self.notify_url
+            .trim_end_matches("/runner/notify_task_end/")
+            .to_owned()
+            + "/media"
     }
 
     pub fn received(&self) -> Vec<Notified> {
@@ -429,7 +460,7 @@ impl EsupPodStandIn {
 }
 
 /// Esup-Pod's import: the manifest, then every file, each checked against its sha256.
-async fn import(base: &str, token: &str, notified: &mut Notified) {
+async fn import(base: &str, token: &str, notified: &mut Notified, keep: Option<&std::path::Path>) {
     use sha2::Digest;
     let http = reqwest::Client::new();
     let manifest: serde_json::Value = match http
@@ -462,6 +493,11 @@ async fn import(base: &str, token: &str, notified: &mut Notified) {
                 let bytes = r.bytes().await.unwrap_or_default();
                 let sha = format!("{:x}", sha2::Sha256::digest(&bytes));
                 if entry["sha256"].as_str() == Some(sha.as_str()) {
+                    if let Some(dir) = keep {
+                        let file = dir.join(&path);
+                        std::fs::create_dir_all(file.parent().unwrap_or(dir)).unwrap();
+                        std::fs::write(&file, &bytes).unwrap();
+                    }
                     notified.imported.push(path);
                 } else {
                     notified

@@ -9,9 +9,9 @@ use esup_api::runner::env;
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{
     Affinity, Capabilities, Container, EmptyDirVolumeSource, EnvVar, EnvVarSource, NodeAffinity,
-    NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, PodSecurityContext, PodSpec,
-    PodTemplateSpec, PreferredSchedulingTerm, ResourceRequirements, SeccompProfile, Secret,
-    SecretKeySelector, SecurityContext, Volume, VolumeMount,
+    NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, PersistentVolumeClaimVolumeSource,
+    PodSecurityContext, PodSpec, PodTemplateSpec, PreferredSchedulingTerm, ResourceRequirements,
+    SeccompProfile, Secret, SecretKeySelector, SecurityContext, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
@@ -32,6 +32,9 @@ const SCRATCH_PATH: &str = "/scratch";
 const TMP_VOLUME: &str = "tmp";
 const TMP_PATH: &str = "/tmp";
 const TMP_SIZE: &str = "1Gi";
+const MODELS_VOLUME: &str = "models";
+/// Where runner pods find models (the runner's defaults: `/models/whisper`, `/models/translation`).
+pub const MODELS_PATH: &str = "/models";
 /// The distroless "nonroot" user: the runner image needs no other identity.
 const RUNNER_ID: i64 = 65532;
 const TERMINATION_GRACE_SECONDS: i64 = 30;
@@ -52,6 +55,12 @@ pub struct RunnerConfig {
     pub callback_base_url: String,
     /// `ttlSecondsAfterFinished` of the Jobs.
     pub job_ttl_seconds: i32,
+    /// ServiceAccount of runner pods (one without API access); `None`: the namespace's default.
+    pub service_account: Option<String>,
+    /// PersistentVolumeClaim, in each task's namespace, holding the Whisper and translation
+    /// models: mounted read-only at [`MODELS_PATH`] in transcription pods only, so an encoding
+    /// never waits on a volume it does not read.
+    pub models_claim: Option<String>,
 }
 
 /// One attempt to launch.
@@ -390,20 +399,59 @@ fn runner_container(launch: &Launch<'_>, config: &RunnerConfig) -> Container {
             }),
             ..SecurityContext::default()
         }),
-        volume_mounts: Some(vec![
-            VolumeMount {
-                name: SCRATCH_VOLUME.to_owned(),
-                mount_path: SCRATCH_PATH.to_owned(),
-                ..VolumeMount::default()
-            },
-            VolumeMount {
-                name: TMP_VOLUME.to_owned(),
-                mount_path: TMP_PATH.to_owned(),
-                ..VolumeMount::default()
-            },
-        ]),
+        volume_mounts: Some(volume_mounts(launch, config)),
         ..Container::default()
     }
+}
+
+fn mounts_models(launch: &Launch<'_>, config: &RunnerConfig) -> bool {
+    config.models_claim.is_some() && launch.task.task_type() == TaskType::Transcription
+}
+
+fn volume_mounts(launch: &Launch<'_>, config: &RunnerConfig) -> Vec<VolumeMount> {
+    let mut mounts = vec![
+        VolumeMount {
+            name: SCRATCH_VOLUME.to_owned(),
+            mount_path: SCRATCH_PATH.to_owned(),
+            ..VolumeMount::default()
+        },
+        VolumeMount {
+            name: TMP_VOLUME.to_owned(),
+            mount_path: TMP_PATH.to_owned(),
+            ..VolumeMount::default()
+        },
+    ];
+    if mounts_models(launch, config) {
+        mounts.push(VolumeMount {
+            name: MODELS_VOLUME.to_owned(),
+            mount_path: MODELS_PATH.to_owned(),
+            read_only: Some(true),
+            ..VolumeMount::default()
+        });
+    }
+    mounts
+}
+
+fn volumes(launch: &Launch<'_>, config: &RunnerConfig) -> Vec<Volume> {
+    let mut volumes = vec![
+        empty_dir(SCRATCH_VOLUME, launch.pool.spec.scratch_size.clone()),
+        empty_dir(TMP_VOLUME, Quantity(TMP_SIZE.to_owned())),
+    ];
+    if let Some(claim) = config
+        .models_claim
+        .as_ref()
+        .filter(|_| mounts_models(launch, config))
+    {
+        volumes.push(Volume {
+            name: MODELS_VOLUME.to_owned(),
+            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                claim_name: claim.clone(),
+                read_only: Some(true),
+            }),
+            ..Volume::default()
+        });
+    }
+    volumes
 }
 
 fn empty_dir(name: &str, size: Quantity) -> Volume {
@@ -445,10 +493,8 @@ pub fn build_job(launch: &Launch<'_>, config: &RunnerConfig) -> Job {
         tolerations: (!placement.tolerations.is_empty()).then(|| placement.tolerations.clone()),
         affinity: affinity(launch),
         runtime_class_name: launch.pool.spec.runtime_class_name.clone(),
-        volumes: Some(vec![
-            empty_dir(SCRATCH_VOLUME, launch.pool.spec.scratch_size.clone()),
-            empty_dir(TMP_VOLUME, Quantity(TMP_SIZE.to_owned())),
-        ]),
+        volumes: Some(volumes(launch, config)),
+        service_account_name: config.service_account.clone(),
         ..PodSpec::default()
     };
     Job {
@@ -545,6 +591,8 @@ mod tests {
             image_pull_policy: "IfNotPresent".to_owned(),
             callback_base_url: "http://esup-webhook.esup-system.svc:8080/".to_owned(),
             job_ttl_seconds: 3600,
+            service_account: Some("esup-runner".to_owned()),
+            models_claim: Some("esup-models".to_owned()),
         }
     }
 
@@ -899,7 +947,7 @@ mod tests {
         let pod = pod_spec(&job);
         assert_eq!(pod.automount_service_account_token, Some(false));
         assert_eq!(pod.enable_service_links, Some(false));
-        assert_eq!(pod.service_account_name, None);
+        assert_eq!(pod.service_account_name.as_deref(), Some("esup-runner"));
         assert_eq!(pod.termination_grace_period_seconds, Some(30));
         let psc = pod.security_context.as_ref().unwrap();
         assert_eq!(psc.run_as_non_root, Some(true));
@@ -923,6 +971,44 @@ mod tests {
         assert_eq!(
             csc.capabilities.as_ref().and_then(|c| c.drop.clone()),
             Some(vec!["ALL".to_owned()])
+        );
+    }
+
+    #[test]
+    fn models_only_in_transcription_pods_and_read_only() {
+        let transcription = build(&transcription_task(), &cpu_pool(), 1, &[]);
+        let pod = pod_spec(&transcription);
+        assert_eq!(pod.service_account_name.as_deref(), Some("esup-runner"));
+        let models = pod
+            .volumes
+            .iter()
+            .flatten()
+            .find(|v| v.name == "models")
+            .and_then(|v| v.persistent_volume_claim.clone())
+            .unwrap();
+        assert_eq!(models.claim_name, "esup-models");
+        assert_eq!(models.read_only, Some(true));
+        let mount = container(&transcription)
+            .volume_mounts
+            .iter()
+            .flatten()
+            .find(|m| m.name == "models")
+            .cloned()
+            .unwrap();
+        assert_eq!(
+            (mount.mount_path.as_str(), mount.read_only),
+            (MODELS_PATH, Some(true))
+        );
+
+        let encoding = build(&media_encoding_task(), &cpu_pool(), 1, &[]);
+        let pod = pod_spec(&encoding);
+        assert!(pod.volumes.iter().flatten().all(|v| v.name != "models"));
+        assert!(
+            container(&encoding)
+                .volume_mounts
+                .iter()
+                .flatten()
+                .all(|m| m.name != "models")
         );
     }
 

@@ -43,6 +43,15 @@ struct Args {
         default_value = "http://esup-webhook.esup-system.svc:8080"
     )]
     callback_base_url: String,
+    /// ServiceAccount of runner pods, in each task's namespace (the chart creates one with no
+    /// API access); unset: the namespace's `default`. Runner pods never mount its token.
+    #[arg(long, env = "ESUP_RUNNER_SERVICE_ACCOUNT")]
+    runner_service_account: Option<String>,
+    /// PersistentVolumeClaim, in each task's namespace, with the models (`whisper/`,
+    /// `translation/`): mounted read-only at /models in transcription pods. Unset: the runner
+    /// image must hold the models itself.
+    #[arg(long, env = "ESUP_RUNNER_MODELS_CLAIM")]
+    runner_models_claim: Option<String>,
     /// Seconds a finished Job (and its pod's logs) is kept.
     #[arg(long, env = "ESUP_JOB_TTL_SECONDS", default_value_t = 3600)]
     job_ttl_seconds: i32,
@@ -106,6 +115,8 @@ async fn run(args: Args) -> Result<(), String> {
             image_pull_policy: args.runner_image_pull_policy,
             callback_base_url: args.callback_base_url,
             job_ttl_seconds: args.job_ttl_seconds,
+            service_account: args.runner_service_account.filter(|s| !s.is_empty()),
+            models_claim: args.runner_models_claim.filter(|s| !s.is_empty()),
         },
         settings: Settings {
             image_pull_grace: args.image_pull_grace,
