@@ -91,7 +91,9 @@ pub struct Callback {
     client: reqwest::Client,
 }
 
-const ATTEMPTS: u32 = 5;
+/// Backoff 0.5 s doubling to 30 s: about a minute in all, long enough for a webhook pod to be
+/// replaced (a rollout, a crash) without failing the task and encoding it all again.
+const ATTEMPTS: u32 = 8;
 
 fn transient(e: impl std::fmt::Display) -> RunnerError {
     RunnerError::transient("WebhookUnreachable", e.to_string())

@@ -176,6 +176,8 @@ pub fn dress(
             crf: INTERMEDIATE_CRF,
             preset: INTERMEDIATE_PRESET.into(),
             keyframe_every: None,
+            // As the reference's dressing intermediates: libx264 (the final encode may use NVENC).
+            nvenc: false,
         },
         with_audio.then_some(&AudioOut {
             bitrate: INTERMEDIATE_AUDIO_BITRATE,

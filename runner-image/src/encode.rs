@@ -1,12 +1,13 @@
-//! Opening encoders with the reference runner's settings (protocol §3.1).
+//! Opening encoders with the reference runner's settings (protocol §3.1): libx264, or
+//! NVENC with the GPU variant's settings when the task may use it.
 
 use ffmpeg_next as ff;
 
+use crate::hardware::NVENC;
 use crate::ladder::RateControl;
 
-/// libx264 (or libavcodec's `h264` when libx264 is missing), profile high, yuv420p, preset
-/// slow, qmin 20 / qmax 50 (WebM: 0 / 35), no scene-cut keyframes, the rendition's rate
-/// control. `global_header`: needed when the packets also go to an MP4.
+/// The rendition's video encoder settings (protocol §3.1). `global_header`: needed when the
+/// packets also go to an MP4. `nvenc`: try `h264_nvenc` first (§3.1's GPU variant).
 pub struct VideoSettings {
     pub width: u32,
     pub height: u32,
@@ -15,16 +16,45 @@ pub struct VideoSettings {
     pub rate: RateControl,
     pub webm: bool,
     pub global_header: bool,
+    pub nvenc: bool,
 }
 
-pub fn open_video(s: &VideoSettings) -> Result<(ff::encoder::Video, &'static str), ff::Error> {
-    let (codec, name) = match ff::encoder::find_by_name("libx264") {
-        Some(c) => (c, "libx264"),
-        None => (
-            ff::encoder::find(ff::codec::Id::H264).ok_or(ff::Error::EncoderNotFound)?,
-            "h264",
-        ),
-    };
+/// An opened video encoder, its name, and why NVENC was not used when it was asked for.
+pub struct OpenedVideo {
+    pub encoder: ff::encoder::Video,
+    pub name: &'static str,
+    pub fallback: Option<String>,
+}
+
+/// `h264_nvenc` when asked and it opens; otherwise libx264 (or libavcodec's `h264` when
+/// libx264 is missing). An NVENC failure (no driver, no libcuda, no free session) is not an
+/// error: the reason comes back in `fallback`.
+pub fn open_video(s: &VideoSettings) -> Result<OpenedVideo, ff::Error> {
+    let mut fallback = None;
+    if s.nvenc {
+        match open_nvenc(s) {
+            Ok(encoder) => {
+                return Ok(OpenedVideo {
+                    encoder,
+                    name: NVENC,
+                    fallback: None,
+                });
+            }
+            Err(e) => fallback = Some(format!("encode: {NVENC} could not be opened ({e})")),
+        }
+    }
+    let (encoder, name) = open_x264(s)?;
+    Ok(OpenedVideo {
+        encoder,
+        name,
+        fallback,
+    })
+}
+
+fn video_context(
+    codec: ff::Codec,
+    s: &VideoSettings,
+) -> Result<ff::encoder::video::Video, ff::Error> {
     let mut ctx = ff::codec::context::Context::new_with_codec(codec);
     if s.global_header {
         ctx.set_flags(ff::codec::Flags::GLOBAL_HEADER);
@@ -35,9 +65,13 @@ pub fn open_video(s: &VideoSettings) -> Result<(ff::encoder::Video, &'static str
     enc.set_format(ff::format::Pixel::YUV420P);
     enc.set_time_base(s.time_base);
     enc.set_frame_rate(s.frame_rate);
+    Ok(enc)
+}
+
+/// Options both encoders share: profile high, qmin 20 / qmax 50 (WebM: 0 / 35), no
+/// scene-cut keyframes, the rendition's rate control.
+fn common_options(s: &VideoSettings) -> ff::Dictionary<'static> {
     let mut opts = ff::Dictionary::new();
-    opts.set("threads", "auto");
-    opts.set("preset", "slow");
     opts.set("profile", "high");
     let (qmin, qmax) = if s.webm { ("0", "35") } else { ("20", "50") };
     opts.set("qmin", qmin);
@@ -47,7 +81,44 @@ pub fn open_video(s: &VideoSettings) -> Result<(ff::encoder::Video, &'static str
     opts.set("minrate", &s.rate.minrate.to_string());
     opts.set("maxrate", &s.rate.maxrate.to_string());
     opts.set("bufsize", &s.rate.bufsize.to_string());
+    opts
+}
+
+/// libx264 preset slow (the reference's CPU command).
+fn open_x264(s: &VideoSettings) -> Result<(ff::encoder::Video, &'static str), ff::Error> {
+    let (codec, name) = match ff::encoder::find_by_name("libx264") {
+        Some(c) => (c, "libx264"),
+        None => (
+            ff::encoder::find(ff::codec::Id::H264).ok_or(ff::Error::EncoderNotFound)?,
+            "h264",
+        ),
+    };
+    let enc = video_context(codec, s)?;
+    let mut opts = common_options(s);
+    opts.set("threads", "auto");
+    opts.set("preset", "slow");
     Ok((enc.open_as_with(codec, opts)?, name))
+}
+
+/// §3.1's GPU variant: preset p4, no B-frames, no lookahead; WebM: CBR with spatial and
+/// temporal AQ. `forced-idr`: without it NVENC ignores the keyframes forced every 2 s, and
+/// the HLS segments would not start where the CPU encode starts them.
+fn open_nvenc(s: &VideoSettings) -> Result<ff::encoder::Video, ff::Error> {
+    let codec = ff::encoder::find_by_name(NVENC).ok_or(ff::Error::EncoderNotFound)?;
+    let enc = video_context(codec, s)?;
+    let mut opts = common_options(s);
+    opts.set("preset", "p4");
+    opts.set("bf", "0");
+    opts.set("rc-lookahead", "0");
+    opts.set("forced-idr", "1");
+    if s.webm {
+        opts.set("rc", "cbr");
+        opts.set("cbr", "1");
+        opts.set("spatial-aq", "1");
+        opts.set("aq-strength", "8");
+        opts.set("temporal-aq", "1");
+    }
+    enc.open_as_with(codec, opts)
 }
 
 /// An audio encoder: `aac` (bitrate or VBR quality) or `libmp3lame` (VBR quality).

@@ -1,18 +1,27 @@
 //! What hardware is there: NVML says whether a GPU is present and whether it has an NVENC
 //! engine (H100, H200 and A100 have none). A missing driver or library is a clean "no GPU".
 
+/// Test-only override: `<name>[,nvenc]` (see `hardware::parse_assumed_gpu`).
+pub const ASSUME_GPU_ENV: &str = "ESUP_ASSUME_GPU";
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Gpu {
     pub name: String,
     pub nvenc: bool,
 }
 
-/// The first GPU NVML reports, or why there is none.
+/// The first GPU NVML reports (or the one `ESUP_ASSUME_GPU` names), or why there is none.
 pub fn detect() -> Result<Gpu, String> {
+    if let Some(g) = std::env::var(ASSUME_GPU_ENV)
+        .ok()
+        .and_then(|v| crate::hardware::parse_assumed_gpu(&v))
+    {
+        return Ok(g);
+    }
     let nvml = nvml_wrapper::Nvml::init().map_err(|e| format!("NVML unavailable: {e}"))?;
     let device = nvml
         .device_by_index(0)
-        .map_err(|e| format!("no GPU: {e}"))?;
+        .map_err(|e| format!("NVML device 0: {e}"))?;
     let name = device.name().map_err(|e| format!("GPU name: {e}"))?;
     // A GPU without NVENC fails this query or reports no capacity.
     let nvenc = device

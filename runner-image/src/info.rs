@@ -42,6 +42,8 @@ pub struct Outputs {
     pub decoder: String,
     pub encoder: String,
     pub gpu: Option<String>,
+    /// Why a CPU codec was used where a GPU one could have been, one line each.
+    pub fallback: Vec<String>,
 }
 
 /// Esup-Pod's video identification, echoed.
@@ -106,12 +108,23 @@ pub fn info_json(
             "thumbnails": !outputs.thumbnails.is_empty() || video.is_none(),
             "overview": outputs.overview.is_some() || video.is_none(),
         },
-        "hardware": {
-            "gpu": outputs.gpu,
-            "decode": outputs.decoder,
-            "encode": outputs.encoder,
-        },
+        "hardware": hardware(outputs),
     })
+}
+
+/// `{gpu, decode, encode}`, and `fallback` (the reasons) when there are any.
+fn hardware(outputs: &Outputs) -> Value {
+    let mut h = json!({
+        "gpu": outputs.gpu,
+        "decode": outputs.decoder,
+        "encode": outputs.encoder,
+    });
+    if !outputs.fallback.is_empty()
+        && let Some(o) = h.as_object_mut()
+    {
+        o.insert("fallback".into(), json!(outputs.fallback));
+    }
+    h
 }
 
 #[cfg(test)]
@@ -168,6 +181,7 @@ mod tests {
             decoder: "cpu".into(),
             encoder: "libx264".into(),
             gpu: None,
+            fallback: Vec::new(),
         };
         let window = Window {
             start: 1.0,
@@ -196,6 +210,19 @@ mod tests {
         assert_eq!(v["encode_overview"]["vtt_filename"], "overview.vtt");
         assert_eq!(v["has_stream_thumbnail"], true);
         assert_eq!(v["hardware"]["encode"], "libx264");
+        assert!(
+            v["hardware"].get("fallback").is_none(),
+            "no reasons, no key"
+        );
+        let reasons = Outputs {
+            fallback: vec!["no GPU: NVML unavailable".into()],
+            ..outputs
+        };
+        let v = info_json(&media, &window, true, &ids, None, &reasons);
+        assert_eq!(
+            v["hardware"]["fallback"],
+            json!(["no GPU: NVML unavailable"])
+        );
         assert_eq!(v["video_id"], "12");
         assert_eq!(v["cut_applied"], true);
     }

@@ -32,7 +32,8 @@ fn layout_name(l: StudioLayout) -> &'static str {
 }
 
 /// `tracks`: the presentation first when there is one. `cut`: the SMIL window (begin,
-/// end). Returns what was mixed, for `info_video.json`. Blocking.
+/// end). Returns what was mixed, for `info_video.json`, and why NVENC was not used when
+/// `settings.nvenc` asked for it. Blocking.
 #[allow(clippy::too_many_arguments)]
 pub fn mix(
     tracks: &[Track<'_>],
@@ -43,7 +44,7 @@ pub fn mix(
     out: &Path,
     progress: &dyn Fn(f64),
     log: &mut dyn Write,
-) -> Result<Value, RunnerError> {
+) -> Result<(Value, Option<String>), RunnerError> {
     let mut probed: Vec<(&Track<'_>, MediaInfo)> = Vec::new();
     for t in tracks {
         let input = crate::probe::open(t.path).map_err(|e| track_error(t.role, e))?;
@@ -133,6 +134,7 @@ pub fn mix(
             crf: settings.crf,
             preset: settings.preset.clone(),
             keyframe_every: Some(1.0),
+            nvenc: settings.nvenc,
         },
         audio_args
             .as_ref()
@@ -182,14 +184,29 @@ pub fn mix(
     }
     let written = sink.frames();
     let has_audio = sink.has_audio();
+    let (encoder, fallback) = sink.encoder();
+    let fallback = fallback.map(str::to_owned);
+    if let Some(why) = &fallback {
+        writeln!(log, "warning: {why}; the mix uses libx264").ok();
+        tracing::warn!(reason = %why, "NVENC fallback (studio mix)");
+    }
     sink.finish().map_err(fail("studio_base.mp4"))?;
     writeln!(
         log,
-        "studio_base.mp4: {}x{} {written} frames at 30 fps, libx264 crf {} preset {}{}",
+        "studio_base.mp4: {}x{} {written} frames at 30 fps, {encoder} {} {} {}{}",
         geo.width,
         geo.height,
+        if encoder == crate::hardware::NVENC {
+            "cq"
+        } else {
+            "crf"
+        },
         settings.crf,
-        settings.preset,
+        if encoder == crate::hardware::NVENC {
+            "preset p4".to_owned()
+        } else {
+            format!("preset {}", settings.preset)
+        },
         if has_audio {
             ", AAC 48 kHz"
         } else {
@@ -197,7 +214,7 @@ pub fn mix(
         }
     )
     .ok();
-    Ok(json!({
+    let summary = json!({
         "layout": if single { "single" } else { layout_name(layout) },
         "tracks": probed.iter().map(|(t, _)| t.role).collect::<Vec<_>>(),
         "audio_from": audio_from.map(|i| probed[i].0.role),
@@ -209,8 +226,9 @@ pub fn mix(
         "crf": settings.crf,
         "preset": settings.preset,
         "audio_bitrate": settings.audio_bitrate,
-        "encoder": "libx264",
-    }))
+        "encoder": encoder,
+    });
+    Ok((summary, fallback))
 }
 
 fn track_error(role: &str, e: RunnerError) -> RunnerError {

@@ -8,7 +8,7 @@ use std::path::Path;
 use ff::Rescale;
 use ffmpeg_next as ff;
 
-use crate::encode::{AudioSettings, VideoSettings, open_audio, open_video};
+use crate::encode::{AudioSettings, OpenedVideo, VideoSettings, open_audio, open_video};
 use crate::error::RunnerError;
 use crate::graph::{AudioBranch, Graph, audio_spec, video_spec};
 use crate::info::{AudioOutput, Outputs, Thumbnail, VideoOutput};
@@ -16,6 +16,7 @@ use crate::ladder::{Rung, rate_control, scaled_width};
 use crate::media::MediaInfo;
 use crate::mux::Muxer;
 use crate::naming::{Names, OVERVIEW_SPRITE, OVERVIEW_VTT};
+use crate::nvdec::Nvdec;
 use crate::pictures::{Sprite, write_thumbnail};
 use crate::timeline::{Overview, Window, overview_vtt, thumbnail_times};
 
@@ -27,6 +28,10 @@ pub struct Plan {
     pub cfr: Option<u32>,
     pub webm: bool,
     pub overview: Overview,
+    /// Decode the video on NVDEC with this CUVID decoder (it passed its preflight).
+    pub nvdec: Option<Nvdec>,
+    /// Try NVENC for the renditions.
+    pub nvenc: bool,
 }
 
 fn fail(context: &'static str) -> impl Fn(ff::Error) -> RunnerError {
@@ -92,6 +97,39 @@ fn encode_frame(r: &mut RenditionOut, frame: &mut ff::frame::Video) -> Result<()
     drain_video(r)
 }
 
+/// The video decoder: the preflighted CUVID one when given and it opens again, else libav's
+/// CPU decoder (frame threads). Also the size and pixel format its frames will have.
+fn open_video_decoder(
+    stream: &ff::format::stream::Stream<'_>,
+    nvdec: Option<Nvdec>,
+    outputs: &mut Outputs,
+) -> Result<(ff::decoder::Video, (u32, u32, ff::format::Pixel)), RunnerError> {
+    if let Some(n) = nvdec {
+        match crate::nvdec::open(stream.parameters(), n.decoder) {
+            Ok(d) => {
+                outputs.decoder = crate::hardware::decode_label(Some(n.decoder));
+                return Ok((d, (n.width, n.height, n.format)));
+            }
+            Err(why) => {
+                let why = format!("decode: {why}");
+                tracing::warn!(reason = %why, "NVDEC fallback");
+                outputs.fallback.push(why);
+            }
+        }
+    }
+    let mut ctx = ff::codec::context::Context::from_parameters(stream.parameters())
+        .map_err(fail("video decoder"))?;
+    ctx.set_threading(ff::codec::threading::Config {
+        kind: ff::codec::threading::Type::Frame,
+        count: 0,
+        ..Default::default()
+    });
+    let decoder = ctx.decoder().video().map_err(fail("video decoder"))?;
+    outputs.decoder = crate::hardware::decode_label(None);
+    let shape = (decoder.width(), decoder.height(), decoder.format());
+    Ok((decoder, shape))
+}
+
 fn layout_of(decoder: &ff::decoder::Audio) -> ff::ChannelLayout {
     let layout = decoder.channel_layout();
     if layout.bits() == 0 {
@@ -136,19 +174,12 @@ pub fn run(
             .ok_or(RunnerError::Encoding("video stream vanished".into()))?;
         let tb = stream.time_base();
         let rate = stream.avg_frame_rate();
-        let mut ctx = ff::codec::context::Context::from_parameters(stream.parameters())
-            .map_err(fail("video decoder"))?;
-        ctx.set_threading(ff::codec::threading::Config {
-            kind: ff::codec::threading::Type::Frame,
-            count: 0,
-            ..Default::default()
-        });
-        let decoder = ctx.decoder().video().map_err(fail("video decoder"))?;
+        let (decoder, (width, height, format)) =
+            open_video_decoder(&stream, plan.nvdec, &mut outputs)?;
+        writeln!(log, "video decoder: {}", outputs.decoder).ok();
         let args = format!(
-            "video_size={}x{}:pix_fmt={}:time_base={}/{}:pixel_aspect={}/{}",
-            decoder.width(),
-            decoder.height(),
-            ff::ffi::AVPixelFormat::from(decoder.format()) as i32,
+            "video_size={width}x{height}:pix_fmt={}:time_base={}/{}:pixel_aspect={}/{}",
+            ff::ffi::AVPixelFormat::from(format) as i32,
             tb.numerator(),
             tb.denominator(),
             decoder.aspect_ratio().numerator().max(0),
@@ -163,6 +194,8 @@ pub fn run(
             Some(r) => Some(ff::Rational::new(i32::try_from(r).unwrap_or(30), 1)),
             None => (rate.numerator() > 0 && rate.denominator() > 0).then_some(rate),
         };
+        let mut nvenc = plan.nvenc;
+        let mut encoders: Vec<&'static str> = Vec::new();
         for (i, rung) in plan.rungs.iter().enumerate() {
             let time_base = graph.time_base(i).unwrap_or(tb);
             let settings = VideoSettings {
@@ -173,13 +206,29 @@ pub fn run(
                 rate: rate_control(rung),
                 webm: plan.webm,
                 global_header: true,
+                nvenc,
             };
-            let (video, encoder_name) = open_video(&settings).map_err(fail("video encoder"))?;
-            outputs.encoder = encoder_name.to_owned();
+            let OpenedVideo {
+                encoder: video,
+                name: encoder_name,
+                fallback,
+            } = open_video(&settings).map_err(fail("video encoder"))?;
+            if let Some(why) = fallback {
+                // The next renditions would fail the same way: they go to libx264 directly.
+                writeln!(log, "warning: {why}; libx264 instead").ok();
+                tracing::warn!(reason = %why, "NVENC fallback");
+                outputs.fallback.push(why);
+                nvenc = false;
+            }
+            if !encoders.contains(&encoder_name) {
+                encoders.push(encoder_name);
+            }
             writeln!(
                 log,
-                "{}p: {}x{} {encoder_name} preset slow profile high b={} minrate={} maxrate={} bufsize={} keyframes every 2 s{}",
-                rung.height, settings.width, settings.height, settings.rate.bitrate, settings.rate.minrate,
+                "{}p: {}x{} {encoder_name} preset {} profile high b={} minrate={} maxrate={} bufsize={} keyframes every 2 s{}",
+                rung.height, settings.width, settings.height,
+                if encoder_name == crate::hardware::NVENC { "p4" } else { "slow" },
+                settings.rate.bitrate, settings.rate.minrate,
                 settings.rate.maxrate, settings.rate.bufsize,
                 if rung.encode_mp4 { ", HLS + MP4" } else { ", HLS" }
             )
@@ -214,6 +263,7 @@ pub fn run(
                     .unwrap_or(0),
             });
         }
+        outputs.encoder = encoders.join("+");
         video_in = Some((v.index, decoder, graph, tb));
     }
     for rung in plan.rungs.iter().filter(|r| r.encode_mp4 && has_video) {
@@ -494,7 +544,12 @@ pub fn run(
         }
     }
     if decode_errors > 0 {
-        writeln!(log, "warning: {decode_errors} packets could not be decoded").ok();
+        writeln!(
+            log,
+            "warning: {decode_errors} packets could not be decoded (video decoder: {})",
+            outputs.decoder
+        )
+        .ok();
     }
 
     // Flush: decoders, graphs, encoders, files.

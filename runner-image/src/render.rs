@@ -1,5 +1,6 @@
 //! Rendering an intermediate MP4 with libav (the dressed main video, the studio mix): input
-//! files decoded into filter graphs with several named sources, and one libx264 + AAC
+//! files decoded (on the CPU) into filter graphs with several named sources, and one libx264
+//! (or NVENC) + AAC
 //! output whose timestamps the renderer numbers itself, so that segments rendered one
 //! after the other join without a gap (the credits' concat).
 
@@ -11,13 +12,15 @@ use crate::dressing::Rate;
 use crate::encode::{AudioSettings, open_audio};
 use crate::error::RunnerError;
 use crate::graph::Graph;
+use crate::hardware::NVENC;
 use crate::mux::Muxer;
 
 pub(crate) fn fail(context: &'static str) -> impl Fn(ff::Error) -> RunnerError {
     move |e| RunnerError::encoding(context, e)
 }
 
-/// The intermediate's video: libx264 at a constant rate factor.
+/// The intermediate's video: libx264 at a constant rate factor (NVENC at that constant
+/// quality when `nvenc`: the studio mix with `studio_allow_nvenc`, §3.2).
 pub struct VideoOut {
     pub width: u32,
     pub height: u32,
@@ -26,6 +29,7 @@ pub struct VideoOut {
     pub preset: String,
     /// `-force_key_frames "expr:gte(t,n_forced*K)"` with `-sc_threshold 0`; none: x264's own.
     pub keyframe_every: Option<f64>,
+    pub nvenc: bool,
 }
 
 /// The intermediate's audio: AAC 48 kHz.
@@ -45,30 +49,24 @@ pub struct Sink {
     forced: u32,
     frames: i64,
     samples: i64,
+    encoder_name: &'static str,
+    fallback: Option<String>,
 }
 
 impl Sink {
     pub fn create(path: &Path, v: &VideoOut, a: Option<&AudioOut>) -> Result<Self, ff::Error> {
-        let codec = ff::encoder::find_by_name("libx264").ok_or(ff::Error::EncoderNotFound)?;
-        let mut ctx = ff::codec::context::Context::new_with_codec(codec);
-        ctx.set_flags(ff::codec::Flags::GLOBAL_HEADER);
-        let mut enc = ctx.encoder().video()?;
-        let num = i32::try_from(v.rate.num).unwrap_or(25);
-        let den = i32::try_from(v.rate.den).unwrap_or(1);
-        enc.set_width(v.width);
-        enc.set_height(v.height);
-        enc.set_format(ff::format::Pixel::YUV420P);
-        enc.set_time_base(ff::Rational::new(den, num));
-        enc.set_frame_rate(Some(ff::Rational::new(num, den)));
-        let mut opts = ff::Dictionary::new();
-        opts.set("threads", "auto");
-        opts.set("preset", &v.preset);
-        opts.set("crf", &v.crf.to_string());
-        opts.set("profile", "high");
-        if v.keyframe_every.is_some() {
-            opts.set("sc_threshold", "0");
-        }
-        let video = enc.open_as_with(codec, opts)?;
+        let mut fallback = None;
+        let nvenc = if v.nvenc {
+            open_video(v, NVENC)
+                .map_err(|e| fallback = Some(format!("encode: {NVENC} could not be opened ({e})")))
+                .ok()
+        } else {
+            None
+        };
+        let (video, encoder_name) = match nvenc {
+            Some(enc) => (enc, NVENC),
+            None => (open_video(v, "libx264")?, "libx264"),
+        };
         let audio = match a {
             None => None,
             Some(a) => Some(open_audio(&AudioSettings {
@@ -100,7 +98,14 @@ impl Sink {
             forced: 0,
             frames: 0,
             samples: 0,
+            encoder_name,
+            fallback,
         })
+    }
+
+    /// The video encoder used, and why NVENC was not when it was asked for.
+    pub fn encoder(&self) -> (&'static str, Option<&str>) {
+        (self.encoder_name, self.fallback.as_deref())
     }
 
     /// Samples per audio frame the encoder takes (set on the audio sink of each graph).
@@ -177,6 +182,37 @@ impl Sink {
         }
         self.muxer.finish()
     }
+}
+
+/// libx264 at `crf` with `preset`, or NVENC preset p4 at constant quality `crf` (`-cq`).
+fn open_video(v: &VideoOut, name: &str) -> Result<ff::encoder::Video, ff::Error> {
+    let codec = ff::encoder::find_by_name(name).ok_or(ff::Error::EncoderNotFound)?;
+    let mut ctx = ff::codec::context::Context::new_with_codec(codec);
+    ctx.set_flags(ff::codec::Flags::GLOBAL_HEADER);
+    let mut enc = ctx.encoder().video()?;
+    let num = i32::try_from(v.rate.num).unwrap_or(25);
+    let den = i32::try_from(v.rate.den).unwrap_or(1);
+    enc.set_width(v.width);
+    enc.set_height(v.height);
+    enc.set_format(ff::format::Pixel::YUV420P);
+    enc.set_time_base(ff::Rational::new(den, num));
+    enc.set_frame_rate(Some(ff::Rational::new(num, den)));
+    let mut opts = ff::Dictionary::new();
+    opts.set("profile", "high");
+    if name == NVENC {
+        opts.set("preset", "p4");
+        opts.set("cq", &v.crf.to_string());
+        // Without it NVENC ignores the forced keyframes.
+        opts.set("forced-idr", "1");
+    } else {
+        opts.set("threads", "auto");
+        opts.set("preset", &v.preset);
+        opts.set("crf", &v.crf.to_string());
+    }
+    if v.keyframe_every.is_some() {
+        opts.set("sc_threshold", "0");
+    }
+    enc.open_as_with(codec, opts)
 }
 
 /// A decoded stream of an input and the graph source it feeds.

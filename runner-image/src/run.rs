@@ -17,6 +17,8 @@ use crate::deliver::{Callback, list_outputs};
 use crate::download::{DownloadPolicy, fetch};
 use crate::dress::Assets;
 use crate::error::RunnerError;
+use crate::gpu::Gpu;
+use crate::hardware::Allowance;
 use crate::info::{Outputs, info_json};
 use crate::job::{Job, from_params_json, from_spec_json};
 use crate::media::{cfr_rate, validate};
@@ -244,17 +246,21 @@ async fn execute(
         None => Assets::default(),
     };
 
-    let gpu = if args.force_cpu || job.studio.as_ref().is_some_and(|s| s.force_cpu) {
-        Err("forced to the CPU".to_owned())
-    } else {
-        crate::gpu::detect()
+    let hardware = Hardware {
+        gpu: if args.force_cpu {
+            Err("forced to the CPU (--force-cpu)".to_owned())
+        } else if job.studio.as_ref().is_some_and(|s| s.force_cpu) {
+            Err("forced to the CPU (studio force_cpu)".to_owned())
+        } else {
+            crate::gpu::detect()
+        },
+        allow: Allowance {
+            studio,
+            studio_allow_nvenc: job.studio.as_ref().is_some_and(|s| s.allow_nvenc),
+        },
     };
-    match &gpu {
-        Ok(g) => writeln!(
-            log,
-            "GPU: {} (NVENC: {}); this runner encodes on the CPU (libx264)",
-            g.name, g.nvenc
-        ),
+    match &hardware.gpu {
+        Ok(g) => writeln!(log, "GPU: {} (NVENC: {})", g.name, g.nvenc),
         Err(why) => writeln!(log, "no GPU used: {why}"),
     }
     .ok();
@@ -273,6 +279,7 @@ async fn execute(
             Before::Studio(recording) => Some(studio_mix(
                 recording,
                 &job_for_pass,
+                &hardware,
                 &denylist,
                 &out,
                 &|p| shared.set(0, p),
@@ -287,7 +294,15 @@ async fn execute(
             work: &work,
             studio,
         };
-        encode_pass(&stage, &out, &job_for_pass, &denylist, log, &shared)
+        encode_pass(
+            &stage,
+            &out,
+            &job_for_pass,
+            &hardware,
+            &denylist,
+            log,
+            &shared,
+        )
     });
     let (media_duration, mut outputs) = loop {
         tokio::select! {
@@ -298,7 +313,6 @@ async fn execute(
             }
         }
     };
-    outputs.gpu = gpu.ok().map(|g| g.name);
     let _ = media_duration;
 
     std::fs::write(args.out.join(ENCODING_LOG), log.text()).map_err(io_error("encoding.log"))?;
@@ -314,15 +328,26 @@ async fn execute(
     deliver(cb, &args.out, log, hardware).await
 }
 
+/// What detection found (or why no GPU is used) and what the task allows.
+struct Hardware {
+    gpu: Result<Gpu, String>,
+    allow: Allowance,
+}
+
+/// The studio mix's summary, and why its NVENC was not used when allowed.
+type MixSummary = (serde_json::Value, Option<String>);
+
 /// Stage 1 of a studio task: `out/studio_base.mp4`. Blocking.
+#[allow(clippy::too_many_arguments)]
 fn studio_mix(
     recording: &Recording,
     job: &Job,
+    hardware: &Hardware,
     denylist: &[String],
     out: &Path,
     progress: &dyn Fn(f64),
     log: &mut Log,
-) -> Result<serde_json::Value, RunnerError> {
+) -> Result<MixSummary, RunnerError> {
     ffmpeg_next::init().map_err(|e| RunnerError::encoding("libav init", e))?;
     ffmpeg_next::util::log::set_level(ffmpeg_next::util::log::Level::Error);
     let options = job.studio.as_ref();
@@ -334,15 +359,10 @@ fn studio_mix(
         .iter()
         .map(|(role, path)| Track { role, path })
         .collect();
-    let settings = mix_settings(options, tracks.len() == 1);
-    if options.is_some_and(|o| o.allow_nvenc) {
-        writeln!(
-            log,
-            "studio_allow_nvenc: this runner mixes on the CPU (libx264)"
-        )
-        .ok();
-    }
-    let mut summary = crate::mix::mix(
+    let mut settings = mix_settings(options, tracks.len() == 1);
+    // The tracks are decoded on the CPU; only the mix's encoder may be on the GPU.
+    settings.nvenc = crate::hardware::choose(&hardware.gpu, None, hardware.allow).nvenc;
+    let (mut summary, fallback) = crate::mix::mix(
         &tracks,
         layout,
         recording.cut,
@@ -358,7 +378,7 @@ fn studio_mix(
             serde_json::json!(options.is_some_and(|o| o.force_cpu)),
         );
     }
-    Ok(summary)
+    Ok((summary, fallback))
 }
 
 /// What the one pass encodes, and what came before it.
@@ -369,7 +389,7 @@ struct PassInput<'a> {
     assets: &'a Assets,
     work: &'a Path,
     /// The studio mix's summary (studio tasks).
-    studio: Option<serde_json::Value>,
+    studio: Option<MixSummary>,
 }
 
 /// Uploads every file of `out` (each with its sha256), then posts the completion.
@@ -417,6 +437,7 @@ fn encode_pass(
     stage: &PassInput<'_>,
     out: &Path,
     job: &Job,
+    hardware: &Hardware,
     denylist: &[String],
     mut log: Log,
     progress: &Progress,
@@ -435,6 +456,8 @@ fn encode_pass(
         ));
     }
     let mut webm = media.is_webm_like(stage.extension);
+    // The file the pass reads: the source, or the dressed intermediate.
+    let mut pass_source = stage.source.to_path_buf();
     // Dressing: cut, watermark and credits rendered first; the pass encodes that file whole.
     let mut dressing_applied = None;
     if !stage.assets.is_empty() {
@@ -451,6 +474,7 @@ fn encode_pass(
                 &mut log,
             )?;
             input = crate::probe::open(&dressed)?;
+            pass_source = dressed.clone();
             media = crate::probe::probe(&input, denylist)?;
             writeln!(log, "dressed probe: {media:?}").ok();
             validate(&media)?;
@@ -465,12 +489,34 @@ fn encode_pass(
         Some(v) => crate::ladder::select(&job.ladder, v.height),
         None => Vec::new(),
     };
+    let choice = crate::hardware::choose(
+        &hardware.gpu,
+        media.video.as_ref().map(|v| v.codec.as_str()),
+        hardware.allow,
+    );
+    let mut fallback = choice.fallback;
+    let nvdec = match (choice.cuvid, &media.video) {
+        (Some(name), Some(v)) => match crate::nvdec::preflight(&pass_source, v.index, name) {
+            Ok(n) => Some(n),
+            Err(why) => {
+                tracing::warn!(reason = %why, "NVDEC fallback");
+                fallback.push(format!("decode: {why}"));
+                None
+            }
+        },
+        _ => None,
+    };
+    for why in &fallback {
+        writeln!(log, "CPU codec: {why}").ok();
+    }
     let plan = Plan {
         rungs,
         window: w,
         cfr: webm.then(|| cfr_rate(media.video.as_ref().map_or(0.0, |v| v.fps))),
         webm,
         overview: overview(w.duration()),
+        nvdec,
+        nvenc: choice.nvenc,
     };
     writeln!(
         log,
@@ -481,7 +527,19 @@ fn encode_pass(
     )
     .ok();
     let report = |p: f64| progress.set(2, p);
-    let outputs = crate::pipeline::run(input, &media, &plan, out, stage.base, &report, &mut log)?;
+    let mut outputs =
+        crate::pipeline::run(input, &media, &plan, out, stage.base, &report, &mut log)?;
+    outputs.gpu = choice.gpu;
+    // The mix's reasons first (it ran first), then the pass's.
+    let pass_fallback = std::mem::take(&mut outputs.fallback);
+    outputs.fallback = stage
+        .studio
+        .as_ref()
+        .and_then(|(_, why)| why.clone())
+        .into_iter()
+        .chain(fallback)
+        .chain(pass_fallback)
+        .collect();
     let dressing = job
         .dressing
         .as_ref()
@@ -492,7 +550,7 @@ fn encode_pass(
             "dressing_applied".into(),
             dressing_applied.unwrap_or(serde_json::Value::Null),
         );
-        if let Some(studio) = &stage.studio {
+        if let Some((studio, _)) = &stage.studio {
             o.insert("studio".into(), studio.clone());
         }
     }

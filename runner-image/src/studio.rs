@@ -165,6 +165,8 @@ pub struct MixSettings {
     pub crf: u8,
     pub preset: String,
     pub audio_bitrate: u64,
+    /// Encode the mix with NVENC (a GPU with the engine, and `studio_allow_nvenc`).
+    pub nvenc: bool,
 }
 
 pub fn mix_settings(options: Option<&StudioOptions>, single: bool) -> MixSettings {
@@ -178,6 +180,7 @@ pub fn mix_settings(options: Option<&StudioOptions>, single: bool) -> MixSetting
             .and_then(|o| o.audio_bitrate.as_deref())
             .and_then(crate::ladder::parse_bitrate)
             .unwrap_or(192_000),
+        nvenc: false,
     }
 }
 
@@ -277,7 +280,8 @@ mod tests {
             MixSettings {
                 crf: 23,
                 preset: "medium".into(),
-                audio_bitrate: 192_000
+                audio_bitrate: 192_000,
+                nvenc: false,
             }
         );
         assert_eq!(mix_settings(None, true).crf, 20);
@@ -293,7 +297,8 @@ mod tests {
             MixSettings {
                 crf: 30,
                 preset: "veryfast".into(),
-                audio_bitrate: 128_000
+                audio_bitrate: 128_000,
+                nvenc: false,
             }
         );
     }
