@@ -8,7 +8,7 @@ ESUP_CLUSTER_DIR ?= /var/lib/esup-cluster
 export KUBECONFIG := $(ESUP_CLUSTER_DIR)/kubeconfig
 CARGO ?= cargo
 
-.PHONY: test deps lint unit helm-test models models-test models-check crds crds-check integration cluster-up cluster-down demo demo-down toolchain
+.PHONY: test deps lint unit e2e helm-test models models-test models-check crds crds-check integration cluster-up cluster-down demo demo-down toolchain
 
 ## test: formatting, clippy, unit tests, CRD drift, then integration tests on the local cluster
 test: lint unit crds-check models-check integration
@@ -54,14 +54,24 @@ cluster-up:
 cluster-down:
 	e2e/cluster/down
 
-## integration: the cluster smoke test (GPU Job, DNS, Services), then the Rust integration tests
-## (the operator runs as a child process with the stand-in runner image)
-integration: cluster-up
+## integration: the cluster smoke test (GPU Job, DNS, Services), the Rust integration tests (the
+## operator runs as a child process with the stand-in runner image), the chart's tests, then the
+## end-to-end suite through the chart with real runner pods (e2e/tests/chart.rs). A release's
+## operator sees every task of the cluster, so releases never overlap the other tests: the demo's
+## is removed first, and the suite's own is removed after it.
+integration: cluster-up deps models
 	e2e/cluster/smoke
+	e2e/chart/down esup-demo esup-demo esup-demo-pods
 	e2e/images/build-runner-standin
 	$(CARGO) build --locked -p esup-operator --bin esup-operator -p esup-webhook --bin esup-webhook
 	$(CARGO) test --locked -p esup-e2e -- --test-threads=1
 	$(MAKE) helm-test
+	$(MAKE) e2e
+
+## e2e: the end-to-end suite through the Helm chart (release esup-e2e, removed afterwards)
+e2e: cluster-up deps models
+	$(CARGO) test --locked -p esup-e2e --test chart -- --ignored --test-threads=1; \
+	  rc=$$?; e2e/chart/down esup-e2e esup-e2e esup-e2e-pods; exit $$rc
 
 ## helm-test: lint, schema and rendered-manifest checks of the chart, then a real install on the
 ## local cluster (operator and webhook images built here), upgrade and uninstall
