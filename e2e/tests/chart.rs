@@ -85,12 +85,31 @@ fn ffmpeg(args: &[&str]) {
 
 /// A clip of `seconds` with a test pattern and English speech (espeak-ng), padded.
 fn make_clip(dir: &Path, name: &str, seconds: u32, size: &str) -> String {
+    make_clip_speaking(
+        dir,
+        name,
+        seconds,
+        size,
+        (
+            "en",
+            "The quick brown fox jumps over the lazy dog. Welcome to the lecture.",
+        ),
+    )
+}
+
+fn make_clip_speaking(
+    dir: &Path,
+    name: &str,
+    seconds: u32,
+    size: &str,
+    (voice, text): (&str, &str),
+) -> String {
     std::fs::create_dir_all(dir).unwrap();
     let speech = dir.join(format!("{name}.wav"));
     let status = Command::new("espeak-ng")
-        .args(["-v", "en", "-w"])
+        .args(["-v", voice, "-w"])
         .arg(&speech)
-        .arg("The quick brown fox jumps over the lazy dog. Welcome to the lecture.")
+        .arg(text)
         .status()
         .unwrap();
     assert!(status.success());
@@ -548,4 +567,294 @@ async fn uninstall_and_reinstall_keep_tasks_and_results() {
         mp4,
         std::fs::read(esup.imported(&task, "360p_kept.mp4")).unwrap()
     );
+}
+
+const RENDITION_DEFAULT: &str = r#"{"360": {"resolution": "640x360", "video_bitrate": "750k", "audio_bitrate": "96k", "encode_mp4": true}, "720": {"resolution": "1280x720", "video_bitrate": "2000k", "audio_bitrate": "128k", "encode_mp4": true}, "1080": {"resolution": "1920x1080", "video_bitrate": "3000k", "audio_bitrate": "192k", "encode_mp4": false}}"#;
+
+/// The protocol's compatibility cases C0 to C12 (§7) against the chart's webhook, with real
+/// runner pods doing the media work.
+#[tokio::test]
+#[ignore = "end to end through the chart: `make e2e` runs it, after the other integration tests"]
+async fn protocol_cases_c0_to_c12_with_real_runners() {
+    let esup = EsupPod::start("protocol").await;
+    let (http, base) = (esup.http.clone(), esup.base.clone());
+    let get = |path: &str, token: Option<&str>| {
+        let mut request = http.get(format!("{base}{path}"));
+        if let Some(t) = token {
+            request = request.bearer_auth(t);
+        }
+        request.send()
+    };
+
+    // C0 health, C1 auth.
+    let health: serde_json::Value = get("/manager/health", Some(TOKEN))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health["status"], "healthy");
+    assert_eq!(get("/api/health", Some(TOKEN)).await.unwrap().status(), 200);
+    assert_eq!(
+        get("/manager/health", Some("wrong-token"))
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    let clip = make_clip_speaking(
+        &esup.media,
+        "sample",
+        6,
+        "1920x1080",
+        (
+            "fr",
+            "Bonjour à tous. Aujourd'hui nous parlons de la lumière du soleil.",
+        ),
+    );
+    let encoding = serde_json::json!({
+        "etab_name": "E2E / Pod", "app_name": "Esup-Pod", "app_version": "4.2.0",
+        "task_type": "encoding",
+        "source_url": format!("{}/{clip}", esup.pod.media_url()),
+        "notify_url": esup.pod.notify_url,
+        "parameters": {"rendition": RENDITION_DEFAULT, "video_id": 12, "video_slug": "12-sample", "video_title": "Sample"}
+    });
+    let unauthenticated = http
+        .post(format!("{base}/task/execute"))
+        .json(&encoding)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unauthenticated.status(), 401);
+
+    // C2 submit (X-API-Token works as Bearer), same id when resubmitted in flight.
+    let submitted = http
+        .post(format!("{base}/task/execute"))
+        .header("X-API-Token", TOKEN)
+        .json(&encoding)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(submitted.status(), 200);
+    assert!(
+        submitted.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/json")
+    );
+    let answer: serde_json::Value = submitted.json().await.unwrap();
+    let task = answer["task_id"].as_str().unwrap().to_owned();
+    assert!(answer["status"].is_string());
+    assert_eq!(
+        esup.execute(encoding.clone()).await,
+        task,
+        "dedup while in flight"
+    );
+
+    // C3 status; C5 before completion → 425.
+    let status: serde_json::Value = get(&format!("/task/status/{task}"), Some(TOKEN))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(status["task_id"], task.as_str());
+    assert!(status.get("client_token").is_none());
+    assert_eq!(
+        get("/task/status/no-such-task", Some(TOKEN))
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    let early = get(&format!("/task/result/{task}"), Some(TOKEN))
+        .await
+        .unwrap()
+        .status();
+    assert!(early == 425 || early == 200, "{early}");
+
+    // C4 notify with the submit token (C12: the stand-in refuses any other), C5 manifest,
+    // C6 files with their sha256 (checked by the stand-in's import).
+    let notified = esup.notified_once(&task, Duration::from_secs(600)).await;
+    let mut expected: Vec<String> = [
+        "info_video.json",
+        "overview.png",
+        "overview.vtt",
+        "audio_192k_sample.mp3",
+        "360p_sample.mp4",
+        "720p_sample.mp4",
+        "sample_0.png",
+        "sample_1.png",
+        "sample_2.png",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    for h in ["360", "720", "1080"] {
+        expected.push(format!("{h}p_sample.m3u8"));
+        expected.push(format!("{h}p_sample.ts"));
+    }
+    for file in &expected {
+        assert!(
+            notified.imported.contains(file),
+            "{file}: {:?}",
+            notified.imported
+        );
+    }
+    assert!(!notified.imported.iter().any(|f| f == "1080p_sample.mp4"));
+    for h in ["360", "720", "1080"] {
+        let playlist =
+            std::fs::read_to_string(esup.imported(&task, &format!("{h}p_sample.m3u8"))).unwrap();
+        assert!(
+            playlist.contains(&format!("{h}p_sample.ts")) && playlist.contains("#EXT-X-ENDLIST"),
+            "{playlist}"
+        );
+    }
+    let traversal = get(
+        &format!("/task/result/{task}/file/..%2F..%2Fetc%2Fpasswd"),
+        Some(TOKEN),
+    )
+    .await
+    .unwrap()
+    .status();
+    assert_eq!(traversal, 400);
+    let info: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(esup.imported(&task, "info_video.json")).unwrap())
+            .unwrap();
+    assert_eq!(info["duration"], 6);
+    assert_eq!(
+        (
+            info["has_stream_video"].clone(),
+            info["has_stream_audio"].clone(),
+            info["has_stream_thumbnail"].clone()
+        ),
+        (true.into(), true.into(), true.into())
+    );
+
+    // C7, C8: the transcription of the imported MP3; exactly one .vtt.
+    let transcription = esup
+        .execute(serde_json::json!({
+            "etab_name": "E2E / Pod", "app_name": "Esup-Pod", "app_version": "4.2.0",
+            "task_type": "transcription",
+            "source_url": format!("{}/tasks/{task}/audio_192k_sample.mp3", esup.pod.media_url()),
+            "notify_url": esup.pod.notify_url,
+            "parameters": {"language": "fr", "source_language": "fr", "duration": 6.0, "normalize": false,
+                           "video_id": 12, "video_slug": "12-sample", "video_title": "Sample"}
+        }))
+        .await;
+    let notified = esup
+        .notified_once(&transcription, Duration::from_secs(600))
+        .await;
+    let vtts: Vec<_> = notified
+        .imported
+        .iter()
+        .filter(|f| f.ends_with(".vtt"))
+        .collect();
+    assert_eq!(vtts, ["audio_192k_sample.vtt"], "{:?}", notified.imported);
+    let vtt = std::fs::read_to_string(esup.imported(&transcription, vtts[0])).unwrap();
+    assert!(vtt.starts_with("WEBVTT") && vtt.contains("-->"), "{vtt}");
+    assert!(vtt.to_lowercase().contains("bonjour"), "{vtt}");
+
+    // C9: a PDF named .mp4 fails, notified `failed` with a message; result 400, status failed.
+    std::fs::write(
+        esup.media.join("notes.mp4"),
+        b"%PDF-1.4\n1 0 obj << >> endobj\ntrailer << >>\n%%EOF\n",
+    )
+    .unwrap();
+    let broken = esup.encode("notes.mp4", "notes").await;
+    let failed = esup.notified(&broken, Duration::from_secs(300)).await;
+    assert_eq!(failed.status, "failed", "{failed:?}");
+    assert!(!failed.error_message.clone().unwrap_or_default().is_empty());
+    assert_eq!(
+        get(&format!("/task/result/{broken}"), Some(TOKEN))
+            .await
+            .unwrap()
+            .status(),
+        400
+    );
+    let status: serde_json::Value = get(&format!("/task/status/{broken}"), Some(TOKEN))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(status["status"], "failed");
+
+    // C10: Esup-Pod unreachable at completion; status says so, results still served.
+    let mut unreachable = encoding.clone();
+    unreachable["notify_url"] = format!(
+        "http://10.244.0.1:{}/runner/notify_task_end/",
+        esup_e2e::free_gateway_port()
+    )
+    .into();
+    unreachable["parameters"]["rendition"] = RENDITION_360.into();
+    let stalled = esup.execute(unreachable).await;
+    let done: serde_json::Value = wait_for(
+        Duration::from_secs(600),
+        "C10: completed while Esup-Pod is away",
+        || {
+            let request = get(&format!("/task/status/{stalled}"), Some(TOKEN));
+            async move {
+                let status: serde_json::Value = request.await.ok()?.json().await.ok()?;
+                matches!(status["status"].as_str(), Some("completed" | "warning")).then_some(status)
+            }
+        },
+    )
+    .await;
+    assert!(matches!(
+        done["status"].as_str(),
+        Some("completed" | "warning")
+    ));
+    let manifest: serde_json::Value = get(&format!("/task/result/{stalled}"), Some(TOKEN))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        manifest["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["path"] == "360p_sample.mp4")
+    );
+
+    // C11: a studio mediapackage (presenter in picture at the top right).
+    let presenter = make_clip(&esup.media, "presenter", 4, "320x240");
+    let presentation = make_clip(&esup.media, "presentation", 4, "1280x720");
+    std::fs::write(
+        esup.media.join("package.xml"),
+        format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<mediapackage xmlns=\"http://mediapackage.opencastproject.org\" id=\"rec\" presenter=\"piph\">\n<media>\n\
+             <track id=\"presenter\" type=\"presenter/source\"><mimetype>video/mp4</mimetype><url>{presenter}</url></track>\n\
+             <track id=\"presentation\" type=\"presentation/source\"><mimetype>video/mp4</mimetype><url>{presentation}</url></track>\n\
+             </media>\n</mediapackage>\n"
+        ),
+    )
+    .unwrap();
+    let studio = esup
+        .execute(serde_json::json!({
+            "etab_name": "E2E / Pod", "app_name": "Esup-Pod", "app_version": "4.2.0",
+            "task_type": "studio",
+            "source_url": format!("{}/package.xml", esup.pod.media_url()),
+            "notify_url": esup.pod.notify_url,
+            "parameters": {"rendition": RENDITION_360}
+        }))
+        .await;
+    let notified = esup.notified_once(&studio, Duration::from_secs(600)).await;
+    for file in [
+        "studio_base.mp4",
+        "360p_studio_base.m3u8",
+        "360p_studio_base.ts",
+        "360p_studio_base.mp4",
+        "studio_base_0.png",
+        "audio_192k_studio_base.mp3",
+        "overview.vtt",
+        "info_video.json",
+    ] {
+        assert!(
+            notified.imported.iter().any(|f| f == file),
+            "{file}: {:?}",
+            notified.imported
+        );
+    }
 }
