@@ -5,6 +5,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import subprocess
 import sys
 import time
@@ -54,8 +55,8 @@ def wer(ref, hyp):
     return prev[-1] / max(1, len(r))
 
 
-def sh(cmd, **kw):
-    return subprocess.run(cmd, check=True, capture_output=True, text=True, **kw)
+def sh(cmd, env=None, **kw):
+    return subprocess.run(cmd, check=True, capture_output=True, text=True, env={**os.environ, **(env or {})}, **kw)
 
 
 def make_audio(work, name, voice, speed, sentences, repeat):
@@ -117,6 +118,7 @@ def main():
     for a in ("--threads", "--cli", "--bench", "--models", "--sources", "--work", "--out"):
         ap.add_argument(a, required=True)
     ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--openblas-bench", help="transcribe-bench built with --features openblas (extra rows)")
     a = ap.parse_args()
     work = Path(a.work)
     work.mkdir(parents=True, exist_ok=True)
@@ -126,32 +128,48 @@ def main():
     engines = {
         "ours (pipeline)": lambda wav, lang: json.loads(sh([a.bench, a.models, "base", str(wav), lang, a.threads, "pipeline", str(work / "out")]).stdout),
         "whisper-rs bare": lambda wav, lang: json.loads(sh([a.bench, a.models, "base", str(wav), lang, a.threads, "bare"]).stdout),
+        "ours q8_0 (pipeline)": lambda wav, lang: json.loads(sh([a.bench, a.models, "base-q8_0", str(wav), lang, a.threads, "pipeline", str(work / "out")]).stdout),
+        "whisper-rs bare q8_0": lambda wav, lang: json.loads(sh([a.bench, a.models, "base-q8_0", str(wav), lang, a.threads, "bare"]).stdout),
         "whisper.cpp C CLI": lambda wav, lang: (lambda t0, r: {"seconds": time.perf_counter() - t0, "text": r.stdout})(
-            time.perf_counter(), sh([a.cli, base, str(wav), lang, a.threads])),
+            time.perf_counter(), sh([a.cli, base, str(wav), lang, a.threads], env={"ESUP_FLASH_ATTN": "0"})),
         "faster-whisper f32": lambda wav, lang: json.loads(sh([sys.executable, "-c", FW_SCRIPT, str(ct2), str(wav), lang, a.threads, "float32"]).stdout),
         "faster-whisper int8": lambda wav, lang: json.loads(sh([sys.executable, "-c", FW_SCRIPT, str(ct2), str(wav), lang, a.threads, "int8"]).stdout),
     }
+    if a.openblas_bench:
+        # Debian's OpenBLAS 0.3.21 does not know recent Xeons and falls back to SSE3 kernels:
+        # its AVX2 ones are what any x86-64-v3 node runs.
+        blas_env = {"OPENBLAS_CORETYPE": "Haswell"}
+        engines["ours q8_0 + OpenBLAS (pipeline)"] = lambda wav, lang: json.loads(sh(
+            [a.openblas_bench, a.models, "base-q8_0", str(wav), lang, a.threads, "pipeline", str(work / "out")], env=blas_env).stdout)
+        engines["whisper-rs bare q8_0 + OpenBLAS"] = lambda wav, lang: json.loads(sh(
+            [a.openblas_bench, a.models, "base-q8_0", str(wav), lang, a.threads, "bare"], env=blas_env).stdout)
     results = []
     for lang, wav, dur, ref in audios:
         for name, run in engines.items():
             best = None
             for _ in range(a.repeat):
+                # CPU time of the engine's process too: on a shared host it moves less than wall time.
+                c0 = resource.getrusage(resource.RUSAGE_CHILDREN)
                 t0 = time.perf_counter()
                 r = run(wav, lang)
                 wall = time.perf_counter() - t0
+                c1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+                cpu = (c1.ru_utime - c0.ru_utime) + (c1.ru_stime - c0.ru_stime)
                 if best is None or wall < best["wall"]:
-                    best = {"wall": wall, **r}
+                    best = {"wall": wall, "cpu": cpu, **r}
             row = {"audio": lang, "audio_seconds": round(dur, 1), "engine": name, "wall_seconds": round(best["wall"], 2),
-                   "rtf": round(best["wall"] / dur, 3), "wer": round(wer(ref, best["text"]), 3), "text": best["text"].strip()}
+                   "rtf": round(best["wall"] / dur, 3), "cpu_seconds": round(best["cpu"], 2),
+                   "wer": round(wer(ref, best["text"]), 3), "text": best["text"].strip(),
+                   "windows": best.get("info", {}).get("windows")}
             results.append(row)
-            print(f"{lang} {name:22} wall {row['wall_seconds']:7.2f} s  RTF {row['rtf']:.3f}  WER {row['wer']:.3f}", file=sys.stderr)
+            print(f"{lang} {name:22} wall {row['wall_seconds']:7.2f} s  cpu {row['cpu_seconds']:7.2f} s  RTF {row['rtf']:.3f}  WER {row['wer']:.3f}", file=sys.stderr)
     # French speech -> English subtitles with Whisper's translate task (no Marian model given).
     for lang, wav, dur, _ in audios:
         if lang != "fr":
             continue
         t0 = time.perf_counter()
         r = json.loads(sh([a.bench, a.models, "base", str(wav), "fr", a.threads, "pipeline", str(work / "out")],
-                          env={**os.environ, "ESUP_TARGET_LANG": "en"}).stdout)
+                          env={"ESUP_TARGET_LANG": "en"}).stdout)
         wall = time.perf_counter() - t0
         row = {"audio": "fr→en", "audio_seconds": round(dur, 1), "engine": "ours, whisper_translate", "wall_seconds": round(wall, 2),
                "rtf": round(wall / dur, 3), "wer": round(wer(" ".join(FRENCH_IN_ENGLISH), r["text"]), 3), "text": r["text"].strip(),
@@ -159,9 +177,9 @@ def main():
         results.append(row)
         print(f"fr->en whisper translate wall {row['wall_seconds']:7.2f} s  WER {row['wer']:.3f}  {row['text']}", file=sys.stderr)
     Path(a.out).write_text(json.dumps({"threads": int(a.threads), "results": results}, ensure_ascii=False, indent=1))
-    print("| audio | engine | wall (s) | RTF | WER |\n|---|---|---|---|---|")
+    print("| audio | engine | wall (s) | CPU (s) | RTF | WER |\n|---|---|---|---|---|---|")
     for r in results:
-        print(f"| {r['audio']} ({r['audio_seconds']} s) | {r['engine']} | {r['wall_seconds']} | {r['rtf']} | {r['wer']} |")
+        print(f"| {r['audio']} ({r['audio_seconds']} s) | {r['engine']} | {r['wall_seconds']} | {r.get('cpu_seconds', '')} | {r['rtf']} | {r['wer']} |")
 
 
 if __name__ == "__main__":

@@ -7,10 +7,11 @@ its variables to the names whisper.cpp expects, and writes the legacy ggml layou
 
     int32 magic 0x67676d6c ("ggml")
     int32 hparams: n_vocab, n_audio_ctx, n_audio_state, n_audio_head, n_audio_layer,
-                   n_text_ctx, n_text_state, n_text_head, n_text_layer, n_mels, ftype (1 = f16)
+                   n_text_ctx, n_text_state, n_text_head, n_text_layer, n_mels,
+                   ftype (1 = f16; 2007 = q8_0: ggml's MOSTLY_Q8_0 + 1000 x quantisation version 2)
     int32 n_mel, n_fft, then float32[n_mel * n_fft]      mel filter bank
     int32 n_tokens, then per token: int32 len, bytes      the regular (non-special) tokens
-    per tensor: int32 n_dims, int32 name_len, int32 type (0 = f32, 1 = f16),
+    per tensor: int32 n_dims, int32 name_len, int32 type (0 = f32, 1 = f16, 8 = q8_0),
                 int32 ne[n_dims] (innermost first), name, data (row-major)
 
 Only numpy is needed. The output depends only on the inputs (no timestamps, no dict order
@@ -35,6 +36,14 @@ import numpy as np
 GGML_MAGIC = 0x67676D6C
 GGML_F32 = 0
 GGML_F16 = 1
+GGML_Q8_0 = 8
+# The weight types the converter writes: name -> (ggml type of the matrices, header ftype).
+# q8_0 is whisper.cpp's own 8-bit format (what its `quantize` tool writes): blocks of 32
+# weights along a row, one f16 scale each. The header's ftype carries ggml's quantisation
+# version (2) times 1000, as the quantize tool writes it.
+GGML_QNT_VERSION = 2
+WEIGHT_TYPES = {"f16": (GGML_F16, 1), "q8_0": (GGML_Q8_0, 7 + 1000 * GGML_QNT_VERSION)}
+Q8_0_BLOCK = 32
 
 # CTranslate2's DataType enum (include/ctranslate2/types.h), as written by binary version >= 4.
 CT2_DTYPES = {0: "float32", 1: "int8", 2: "int16", 3: "int32", 4: "float16", 5: "bfloat16"}
@@ -330,17 +339,39 @@ def expected_tensor_count(hp: Hparams) -> int:
     return 7 + 15 * hp.n_audio_layer + 4 + 24 * hp.n_text_layer
 
 
-def ggml_layout(name: str, value: np.ndarray) -> tuple[np.ndarray, int]:
+def quantize_q8_0(value: np.ndarray) -> np.ndarray:
+    """ggml's q8_0 blocks of a float matrix, as raw bytes (one uint8 row per matrix row).
+
+    Same arithmetic as ggml's quantize_row_q8_0_ref: per block of 32, d = max|x| / 127,
+    q = round(x / d) (halves away from zero), d stored as f16. Each block is 34 bytes.
+    """
+    rows, cols = value.shape
+    if cols % Q8_0_BLOCK:
+        raise ConversionError(f"q8_0 needs rows that are a multiple of {Q8_0_BLOCK}, not {cols}")
+    x = value.astype(np.float32).reshape(rows, cols // Q8_0_BLOCK, Q8_0_BLOCK)
+    d = np.abs(x).max(axis=2, keepdims=True) / np.float32(127)
+    inv = np.divide(np.float32(1), d, out=np.zeros_like(d), where=d != 0)
+    scaled = x * inv
+    q = (np.sign(scaled) * np.floor(np.abs(scaled) + np.float32(0.5))).astype(np.int8)
+    blocks = np.empty((rows, cols // Q8_0_BLOCK), dtype=[("d", "<f2"), ("qs", "i1", Q8_0_BLOCK)])
+    blocks["d"] = d[..., 0].astype(np.float16)
+    blocks["qs"] = q
+    return blocks.view(np.uint8).reshape(rows, -1)
+
+
+def ggml_layout(name: str, value: np.ndarray, weight_type: int = GGML_F16) -> tuple[np.ndarray, int]:
     """The array and ggml type whisper.cpp expects for a tensor.
 
-    whisper.cpp allocates every matrix and conv kernel in the model's weight type (f16 here)
-    and keeps biases, norms and the positional embeddings in f32; it rejects any other size.
-    Conv biases are [n_state, 1] there.
+    whisper.cpp allocates every matrix in the model's weight type (f16 or q8_0) and the conv
+    kernels in f16; biases, norms and the positional embeddings stay f32. It rejects any
+    other size. Conv biases are [n_state, 1] there. A q8_0 matrix comes back as raw bytes.
     """
     if name in ("encoder.conv1.bias", "encoder.conv2.bias"):
         return value.reshape(-1, 1).astype(np.float32), GGML_F32
     if value.ndim < 2 or name.endswith("positional_embedding"):
         return value.astype(np.float32), GGML_F32
+    if weight_type == GGML_Q8_0 and value.ndim == 2:
+        return quantize_q8_0(value), GGML_Q8_0
     return value.astype(np.float16), GGML_F16
 
 
@@ -454,13 +485,15 @@ def write_ggml(
     mel_filters: np.ndarray,
     tokens: list[bytes],
     tensors: Iterator[tuple[str, np.ndarray]],
+    weight_type: str = "f16",
 ) -> int:
-    """Writes the ggml file; returns the number of tensors written."""
+    """Writes the ggml file (matrices in `weight_type`); returns the number of tensors written."""
+    matrix_type, ftype = WEIGHT_TYPES[weight_type]
     fields = (
         hp.n_vocab, hp.n_audio_ctx, hp.n_audio_state, hp.n_audio_head, hp.n_audio_layer,
         hp.n_text_ctx, hp.n_text_state, hp.n_text_head, hp.n_text_layer, hp.n_mels,
     )
-    out.write(struct.pack("<12i", GGML_MAGIC, *fields, GGML_F16))
+    out.write(struct.pack("<12i", GGML_MAGIC, *fields, ftype))
     if mel_filters.ndim != 2 or mel_filters.shape[0] != hp.n_mels:
         raise ConversionError(f"mel filters of shape {mel_filters.shape} for {hp.n_mels} mels")
     out.write(struct.pack("<2i", *mel_filters.shape))
@@ -471,10 +504,12 @@ def write_ggml(
         out.write(token)
     count = 0
     for name, value in tensors:
-        data, ggml_type = ggml_layout(name, value)
+        data, ggml_type = ggml_layout(name, value, matrix_type)
         encoded = name.encode("utf-8")
+        # ggml's dims are the logical ones (elements, innermost first), not the bytes of q8_0.
+        shape = value.shape if ggml_type == GGML_Q8_0 else data.shape
         out.write(struct.pack("<3i", data.ndim, len(encoded), ggml_type))
-        out.write(struct.pack(f"<{data.ndim}i", *reversed(data.shape)))
+        out.write(struct.pack(f"<{data.ndim}i", *reversed(shape)))
         out.write(encoded)
         out.write(np.ascontiguousarray(data, dtype=data.dtype.newbyteorder("<")).tobytes())
         count += 1
@@ -489,7 +524,13 @@ class Assets:
     tiktoken: dict[str, bytes]  # "gpt2" / "multilingual" -> file contents
 
 
-def convert(model_dir: Path, assets: Assets, out: BinaryIO, model_bin: bytes | None = None) -> Hparams:
+def convert(
+    model_dir: Path,
+    assets: Assets,
+    out: BinaryIO,
+    model_bin: bytes | None = None,
+    weight_type: str = "f16",
+) -> Hparams:
     """Converts the CTranslate2 model in model_dir (model.bin unless model_bin is given)."""
     data = model_bin if model_bin is not None else (model_dir / "model.bin").read_bytes()
     model = read_ct2_model(data)
@@ -505,7 +546,7 @@ def convert(model_dir: Path, assets: Assets, out: BinaryIO, model_bin: bytes | N
             f"tokens, first difference at id {first})"
         )
     filters = read_mel_filters(assets.mel_filters_npz, hp.n_mels)
-    count = write_ggml(out, hp, filters, tokens, whisper_tensors(model, hp))
+    count = write_ggml(out, hp, filters, tokens, whisper_tensors(model, hp), weight_type)
     expected = expected_tensor_count(hp)
     if count != expected:
         raise ConversionError(f"wrote {count} tensors, whisper.cpp expects {expected}")
@@ -542,6 +583,10 @@ def main(argv: list[str] | None = None) -> int:
         "--model-bin", type=Path, nargs="+",
         help="model.bin, or its parts in order (concatenated); default MODEL_DIR/model.bin",
     )
+    parser.add_argument(
+        "--type", choices=sorted(WEIGHT_TYPES), default="f16",
+        help="type of the weight matrices: f16 (as stored by the packages) or q8_0 (8-bit)",
+    )
     args = parser.parse_args(argv)
     # Written aside then renamed, so a failed run never leaves a file that looks finished.
     tmp = args.output.with_name(args.output.name + ".tmp")
@@ -551,7 +596,7 @@ def main(argv: list[str] | None = None) -> int:
             model_bin = b"".join(p.read_bytes() for p in args.model_bin)
         assets = read_assets_from_sdist(args.assets)
         with open(tmp, "wb") as out:
-            hp = convert(args.model_dir, assets, out, model_bin)
+            hp = convert(args.model_dir, assets, out, model_bin, args.type)
         tmp.replace(args.output)
     except (ConversionError, OSError) as e:
         tmp.unlink(missing_ok=True)
@@ -560,7 +605,7 @@ def main(argv: list[str] | None = None) -> int:
     kind = "multilingual" if hp.multilingual else "English-only"
     print(
         f"ct2_to_ggml: wrote {args.output} ({kind}, {hp.n_audio_layer}+{hp.n_text_layer} layers, "
-        f"width {hp.n_audio_state})",
+        f"width {hp.n_audio_state}, {args.type})",
         file=sys.stderr,
     )
     return 0

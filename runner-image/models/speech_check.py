@@ -53,6 +53,11 @@ CASES = [
     Case("base", "en-us", 150, ENGLISH, "en", 0.25),
     Case("base", "fr", 130, FRENCH, "fr", 0.5),
     Case("base", "fr", 130, FRENCH, "auto", 0.5, expect_language="fr"),
+    # The q8_0 file the runner loads on CPUs: a broken quantisation gives unrelated text (WER
+    # >= 1). French measured 0.455, and 0.636 with ggml's llamafile kernels: the last sentence
+    # flips with any change of arithmetic, hence more room than for f16.
+    Case("base-q8_0", "en-us", 150, ENGLISH, "en", 0.25),
+    Case("base-q8_0", "fr", 130, FRENCH, "fr", 0.7),
 ]
 
 

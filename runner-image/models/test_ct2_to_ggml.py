@@ -20,7 +20,7 @@ import pytest
 import ct2_to_ggml as conv
 
 N_MELS = 4
-WIDTH = 8
+WIDTH = 32  # a whole q8_0 block per row
 HEADS = 2
 FFN = 4 * WIDTH
 AUDIO_CTX = 6
@@ -298,16 +298,25 @@ def read_ggml(data: bytes) -> dict:
         ne = take(f"{n_dims}i")
         name = data[pos : pos + name_len].decode()
         pos += name_len
-        dtype = {0: "<f4", 1: "<f2"}[ttype]
         count = int(np.prod(ne))
+        if ttype == 8:  # q8_0: per 32 weights along a row, an f16 scale then 32 int8
+            block = np.dtype([("d", "<f2"), ("qs", "i1", 32)])
+            blocks = np.frombuffer(data, block, count // 32, pos)
+            values = blocks["qs"].astype(np.float32) * blocks["d"].astype(np.float32)[:, None]
+            tensors[name] = (ttype, values.reshape(tuple(reversed(ne))))
+            pos += (count // 32) * block.itemsize
+            continue
+        dtype = {0: "<f4", 1: "<f2"}[ttype]
         tensors[name] = (ttype, np.frombuffer(data, dtype, count, pos).reshape(tuple(reversed(ne))))
         pos += count * np.dtype(dtype).itemsize
     return {"hparams": hp, "ftype": ftype, "mel": mel, "tokens": tokens, "tensors": tensors}
 
 
-def convert_bytes(directory: Path, model_bin: bytes, the_assets: conv.Assets | None = None) -> bytes:
+def convert_bytes(
+    directory: Path, model_bin: bytes, the_assets: conv.Assets | None = None, weight_type: str = "f16"
+) -> bytes:
     out = io.BytesIO()
-    conv.convert(directory, the_assets or assets(), out, model_bin)
+    conv.convert(directory, the_assets or assets(), out, model_bin, weight_type)
     return out.getvalue()
 
 
@@ -454,15 +463,10 @@ def test_other_ctranslate2_models_are_refused():
         conv.read_ct2_model(struct.pack("<I", 99))
 
 
-def test_cli_writes_atomically_and_reports_errors(tmp_path, capsys):
+def write_sdist(sdist: Path) -> None:
+    """An openai-whisper sdist holding just the assets the converter reads."""
     import tarfile
 
-    v = ct2_variables(whisper_weights(np.random.default_rng(11), False, layers=(1, 1)), layers=(1, 1))
-    d = model_dir(tmp_path, False)
-    blob = write_ct2(v, {})
-    (d / "model.bin.part1").write_bytes(blob[:1000])
-    (d / "model.bin.part2").write_bytes(blob[1000:])
-    sdist = tmp_path / "openai-whisper.tar.gz"
     a = assets()
     with tarfile.open(sdist, "w:gz") as tar:
         for name, content in [("mel_filters.npz", a.mel_filters_npz),
@@ -471,6 +475,16 @@ def test_cli_writes_atomically_and_reports_errors(tmp_path, capsys):
             info = tarfile.TarInfo(f"openai_whisper-1/whisper/assets/{name}")
             info.size = len(content)
             tar.addfile(info, io.BytesIO(content))
+
+
+def test_cli_writes_atomically_and_reports_errors(tmp_path, capsys):
+    v = ct2_variables(whisper_weights(np.random.default_rng(11), False, layers=(1, 1)), layers=(1, 1))
+    d = model_dir(tmp_path, False)
+    blob = write_ct2(v, {})
+    (d / "model.bin.part1").write_bytes(blob[:1000])
+    (d / "model.bin.part2").write_bytes(blob[1000:])
+    sdist = tmp_path / "openai-whisper.tar.gz"
+    write_sdist(sdist)
     out = tmp_path / "ggml.bin"
     parts = [str(d / "model.bin.part1"), str(d / "model.bin.part2")]
     assert conv.main([str(d), str(out), "--assets", str(sdist), "--model-bin", *parts]) == 0
@@ -481,3 +495,65 @@ def test_cli_writes_atomically_and_reports_errors(tmp_path, capsys):
     assert conv.main([str(d), str(out2), "--assets", str(sdist), "--model-bin", parts[0]]) == 1
     assert "truncated" in capsys.readouterr().err
     assert not out2.exists() and not (tmp_path / "partial.bin.tmp").exists()
+
+
+# ------------------------------------------------------------------ q8_0 ---------------------
+
+
+def test_q8_0_model_quantises_the_matrices_only(tmp_path):
+    w = whisper_weights(np.random.default_rng(7), True)
+    blob = write_ct2(ct2_variables(w), {"decoder/projection/weight": "decoder/embeddings/weight"})
+    g = read_ggml(convert_bytes(model_dir(tmp_path, True), blob, weight_type="q8_0"))
+    # ggml's MOSTLY_Q8_0 (7) plus 1000 x the quantisation version (2), as whisper.cpp's quantize.
+    assert g["ftype"] == 2007
+    assert set(g["tensors"]) == set(w)
+    quantised = 0
+    for name, expected in w.items():
+        ttype, got = g["tensors"][name]
+        want = expected.reshape(got.shape)
+        if name.endswith(("conv1.weight", "conv2.weight")):
+            # whisper.cpp keeps the conv kernels in f16 whatever the weight type.
+            assert ttype == 1 and np.array_equal(got, want.astype(np.float16)), name
+        elif expected.ndim < 2 or name.endswith("positional_embedding") or name.endswith("bias"):
+            assert ttype == 0 and np.array_equal(got, want), name
+        else:
+            assert ttype == 8, name
+            # Within half a quantisation step (max|x| / 127 per block) plus the f16 rounding of
+            # the scale, which up to 127 steps multiply (2^-11 relative).
+            blocks = want.reshape(-1, 32)
+            step = np.abs(blocks).max(axis=1, keepdims=True) / 127
+            err = np.abs(got.reshape(-1, 32) - blocks)
+            assert np.all(err <= step * (0.5 + 127 / 2048) + 1e-12), name
+            assert err.mean() < 0.3 * step.mean(), name
+            quantised += 1
+    assert quantised == 2 * 4 + 2 * 2 + 1 * (4 + 4 + 2) + 1  # enc attn+mlp, dec attn+cross+mlp, embedding
+
+
+def test_q8_0_blocks_follow_ggml_reference_arithmetic():
+    row = np.zeros(64, dtype=np.float32)
+    row[:4] = [1.27, -0.635, 0.005, -0.005]  # d = 0.01: 127, -63.5 -> -64 (away from zero), 0.5 -> 1
+    raw = conv.quantize_q8_0(row.reshape(1, 64))
+    assert raw.shape == (1, 68) and raw.dtype == np.uint8
+    blocks = raw.view(np.dtype([("d", "<f2"), ("qs", "i1", 32)]))[0]
+    assert blocks[0]["d"] == np.float16(np.float32(1.27) / np.float32(127))
+    assert list(blocks[0]["qs"][:4]) == [127, -64, 1, -1]
+    # An all-zero block has scale 0 and zero weights, not NaNs.
+    assert blocks[1]["d"] == 0 and not blocks[1]["qs"].any()
+
+
+def test_q8_0_refuses_rows_that_are_not_whole_blocks():
+    with pytest.raises(conv.ConversionError, match="multiple of 32"):
+        conv.quantize_q8_0(np.ones((2, 48), dtype=np.float32))
+
+
+def test_cli_writes_q8_0(tmp_path):
+    w = whisper_weights(np.random.default_rng(3), False)
+    directory = model_dir(tmp_path, False)
+    (directory / "model.bin").write_bytes(
+        write_ct2(ct2_variables(w), {"decoder/projection/weight": "decoder/embeddings/weight"})
+    )
+    sdist = tmp_path / "openai_whisper-0.tar.gz"
+    write_sdist(sdist)
+    out = tmp_path / "ggml-q8.bin"
+    assert conv.main([str(directory), str(out), "--assets", str(sdist), "--type", "q8_0"]) == 0
+    assert read_ggml(out.read_bytes())["ftype"] == 2007

@@ -2,7 +2,9 @@
 //
 // Loads a ggml Whisper model with whisper.cpp and prints the transcript of a 16 kHz mono
 // 16-bit PCM WAV file on stdout (one line). LANG is a Whisper language code or "auto" (default
-// "en"). Exit status: 0 ok, 2 usage, 3 bad audio, 4 model load failure, 5 inference failure.
+// "en"). ESUP_WHISPER_TIMINGS=1 adds whisper.cpp's stage timings on stderr; ESUP_FLASH_ATTN=0
+// turns flash attention off. Exit status: 0 ok, 2 usage, 3 bad audio, 4 model load failure,
+// 5 inference failure.
 // Deliberately tiny: the runner itself uses whisper-rs; this only checks converted models.
 #include <stdint.h>
 #include <stdio.h>
@@ -90,6 +92,11 @@ int main(int argc, char **argv) {
 
     struct whisper_context_params cparams = whisper_context_default_params();
     cparams.use_gpu = false;
+    // ESUP_FLASH_ATTN=0: whisper.cpp's attention without the fused kernel (measurements only).
+    const char *fa = getenv("ESUP_FLASH_ATTN");
+    if (fa && strcmp(fa, "0") == 0) {
+        cparams.flash_attn = false;
+    }
     struct whisper_context *ctx = whisper_init_from_file_with_params(argv[1], cparams);
     if (!ctx) {
         fprintf(stderr, "%s: whisper.cpp could not load the model\n", argv[1]);
@@ -115,6 +122,13 @@ int main(int argc, char **argv) {
         fprintf(stderr, "whisper_full failed (%d)\n", rc);
         whisper_free(ctx);
         return 5;
+    }
+    // ESUP_WHISPER_TIMINGS=1: whisper.cpp's per-stage times (mel, encode, decode) and the CPU
+    // features it was built with, on stderr: where a run spends its time (docs/benchmarks.md).
+    const char *timings = getenv("ESUP_WHISPER_TIMINGS");
+    if (timings && strcmp(timings, "1") == 0) {
+        fprintf(stderr, "system_info: %s\n", whisper_print_system_info());
+        whisper_print_timings(ctx);
     }
     int lang_id = whisper_full_lang_id(ctx);
     fprintf(stderr, "language: %s\n", lang_id >= 0 ? whisper_lang_str(lang_id) : "?");

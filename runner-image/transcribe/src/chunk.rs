@@ -1,5 +1,11 @@
-//! Long audio in windows Whisper handles well (≤ 30 s): cut in pauses when there is one, else
-//! cut hard with an overlap, and merge the windows' segments into one monotonic timeline.
+//! Speech in windows, each one whisper.cpp call, and the windows' segments merged into one
+//! monotonic timeline.
+//!
+//! Whisper's encoder always sees 30 s. Inside one call whisper.cpp slides that 30 s view
+//! itself, to the end of the last complete segment (the sequential algorithm of OpenAI and
+//! faster-whisper). Every extra call can cost one more encoder pass for its tail, so windows
+//! are long: they split only at long silences (not worth encoding) and at `max_len`, in a
+//! pause, with a short tail merged into the window before it.
 
 use crate::vad::Span;
 
@@ -21,8 +27,15 @@ pub struct Segment {
 
 #[derive(Debug, Clone, Copy)]
 pub struct ChunkConfig {
-    /// Longest window (Whisper's context is 30 s).
+    /// Longest window. Bounds the work between two progress reports and between two
+    /// timeout checks of our own; whisper.cpp slides its 30 s view inside a window.
     pub max_len: usize,
+    /// Non-speech at least this long ends a window: the next one starts at the next speech,
+    /// so the silence is never encoded (each 30 s of it would cost an encoder pass).
+    pub split_gap: usize,
+    /// A last window shorter than this joins the one before it, even past `max_len`: a
+    /// separate call would pay a whole encoder pass for a few seconds.
+    pub min_tail: usize,
     /// How far back from a window's end a hard cut looks for the quietest moment.
     pub search: usize,
     /// Audio repeated across a hard cut. 0 by default: cutting at the quietest frame already
@@ -36,11 +49,27 @@ impl ChunkConfig {
         let n = |s: f32| (s * sample_rate as f32) as usize;
         Self {
             max_len: n(max_s),
+            split_gap: n(SPLIT_GAP_S),
+            min_tail: n(MIN_TAIL_S).min(n(max_s) / 2),
             search: n(search_s).min(n(max_s) / 2),
             overlap: n(overlap_s).min(n(max_s) / 2),
         }
     }
+
+    pub fn with_gaps(self, sample_rate: u32, split_gap_s: f32, min_tail_s: f32) -> Self {
+        let n = |s: f32| (s * sample_rate as f32) as usize;
+        Self {
+            split_gap: n(split_gap_s),
+            min_tail: n(min_tail_s).min(self.max_len / 2),
+            ..self
+        }
+    }
 }
+
+/// Silence that ends a window: 30 s of it would cost a whole encoder pass.
+pub const SPLIT_GAP_S: f32 = 30.0;
+/// A tail shorter than one encoder view joins the previous window.
+pub const MIN_TAIL_S: f32 = 30.0;
 
 /// The quietest point of `[lo, hi)`: the middle of its lowest-energy frame (`levels` holds one
 /// level per `frame` samples). Between two words when the speaker breathes at all.
@@ -52,10 +81,30 @@ pub fn quietest(levels: &[f32], frame: usize, lo: usize, hi: usize) -> usize {
         .map_or(hi, |i| (i * frame + frame / 2).clamp(lo, hi))
 }
 
-/// Windows covering every speech span; silence between windows is skipped entirely. A window
-/// ends at the end of the last speech span that fits in it (a pause); a span longer than a
-/// window is cut at its quietest moment near the window's end (`levels`: frame energies).
+/// Windows covering every speech span; silence of `split_gap` or more between spans is
+/// skipped entirely. A window ends at the end of the last speech span that fits in it (a
+/// pause), or before a long silence; a span longer than a window is cut at its quietest
+/// moment near the window's end (`levels`: frame energies). A last window shorter than
+/// `min_tail` is merged into the previous one when nothing but speech and short pauses
+/// separate them.
 pub fn plan(speech: &[Span], cfg: &ChunkConfig, levels: &[f32], frame: usize) -> Vec<Chunk> {
+    let mut chunks = plan_windows(speech, cfg, levels, frame);
+    if let [.., prev, last] = chunks.as_slice()
+        && last.end - last.start + last.overlap < cfg.min_tail
+        && last.start + last.overlap < prev.end + cfg.split_gap
+    {
+        let merged = Chunk {
+            start: prev.start,
+            end: last.end,
+            overlap: prev.overlap,
+        };
+        chunks.truncate(chunks.len() - 2);
+        chunks.push(merged);
+    }
+    chunks
+}
+
+fn plan_windows(speech: &[Span], cfg: &ChunkConfig, levels: &[f32], frame: usize) -> Vec<Chunk> {
     let mut chunks = Vec::new();
     let Some(first) = speech.first() else {
         return chunks;
@@ -64,7 +113,10 @@ pub fn plan(speech: &[Span], cfg: &ChunkConfig, levels: &[f32], frame: usize) ->
     while i < speech.len() {
         let limit = start + cfg.max_len;
         let mut j = i;
-        while j < speech.len() && speech[j].end <= limit {
+        while j < speech.len()
+            && speech[j].end <= limit
+            && (j == i || speech[j].start - speech[j - 1].end < cfg.split_gap)
+        {
             j += 1;
         }
         if j > i {
@@ -182,8 +234,9 @@ mod tests {
             end: s(b),
         }
     }
+    /// 30 s windows, no gap split and no tail merge: the cutting rules alone.
     fn cfg() -> ChunkConfig {
-        ChunkConfig::seconds(SR, 30.0, 5.0, 2.0)
+        ChunkConfig::seconds(SR, 30.0, 5.0, 2.0).with_gaps(SR, 1e6, 0.0)
     }
     const FRAME: usize = 480; // 30 ms
     /// Flat speech energy with quiet dips at the given seconds.
@@ -222,6 +275,91 @@ mod tests {
     }
 
     #[test]
+    fn a_clip_just_over_30_s_is_one_window() {
+        // The benchmark's English clip: 31.4 s of sentences. Two windows would cost three
+        // encoder passes (the first window's tail is re-encoded); one costs two.
+        let speech = [span(0.0, 26.0), span(26.5, 31.4)];
+        let prod = ChunkConfig::seconds(SR, 600.0, 5.0, 0.0);
+        let chunks = plan(&speech, &prod, &levels(32.0, &[]), FRAME);
+        assert_eq!(
+            chunks,
+            vec![Chunk {
+                start: 0,
+                end: s(31.4),
+                overlap: 0
+            }]
+        );
+    }
+
+    #[test]
+    fn a_short_tail_joins_its_neighbour() {
+        let c = ChunkConfig::seconds(SR, 30.0, 5.0, 0.0).with_gaps(SR, 20.0, 10.0);
+        let speech = [span(0.0, 25.0), span(26.0, 29.0), span(29.5, 33.0)];
+        let chunks = plan(&speech, &c, &levels(33.0, &[]), FRAME);
+        assert_eq!(
+            chunks,
+            vec![Chunk {
+                start: 0,
+                end: s(33.0),
+                overlap: 0
+            }]
+        );
+        // A long tail stays its own window.
+        let speech = [span(0.0, 25.0), span(26.0, 45.0)];
+        assert_eq!(plan(&speech, &c, &levels(45.0, &[]), FRAME).len(), 2);
+        // So does a short one after a long silence: merging would encode the silence.
+        let speech = [span(0.0, 25.0), span(60.0, 62.0)];
+        let chunks = plan(&speech, &c, &levels(62.0, &[]), FRAME);
+        assert_eq!(chunks.len(), 2);
+        assert_eq!(chunks[1].start, s(60.0));
+    }
+
+    #[test]
+    fn a_long_silence_splits_windows() {
+        let c = ChunkConfig::seconds(SR, 600.0, 5.0, 0.0).with_gaps(SR, 30.0, 30.0);
+        let speech = [
+            span(0.0, 40.0),
+            span(45.0, 80.0),
+            span(200.0, 260.0),
+            span(261.0, 300.0),
+        ];
+        let chunks = plan(&speech, &c, &levels(300.0, &[]), FRAME);
+        let c2 = |a: f32, b: f32| Chunk {
+            start: s(a),
+            end: s(b),
+            overlap: 0,
+        };
+        assert_eq!(chunks, vec![c2(0.0, 80.0), c2(200.0, 300.0)]);
+    }
+
+    #[test]
+    fn long_speech_is_cut_at_max_len_with_a_stable_timeline() {
+        // 25 minutes of speech with 1 s pauses every 10 s: 600 s windows cut in a pause,
+        // every speech sample covered once, windows in order.
+        let c = ChunkConfig::seconds(SR, 600.0, 5.0, 0.0);
+        let speech: Vec<Span> = (0..150)
+            .map(|k| span(k as f32 * 10.0, k as f32 * 10.0 + 9.0))
+            .collect();
+        let chunks = plan(&speech, &c, &levels(1500.0, &[]), FRAME);
+        assert_eq!(chunks.len(), 3, "{chunks:?}");
+        for w in &chunks {
+            assert!(w.end - w.start <= s(600.0));
+        }
+        for w in chunks.windows(2) {
+            assert!(w[0].end < w[1].start);
+        }
+        for sp in &speech {
+            assert_eq!(
+                chunks
+                    .iter()
+                    .filter(|c| c.start <= sp.start && sp.end <= c.end)
+                    .count(),
+                1
+            );
+        }
+    }
+
+    #[test]
     fn cuts_in_the_last_pause_in_reach() {
         let speech = [
             span(0.0, 12.0),
@@ -251,7 +389,7 @@ mod tests {
     fn continuous_speech_is_cut_at_its_quietest_moment() {
         // Dips at 27 s (in reach of the first cut), 10 s (too early) and 54 s.
         let l = levels(70.0, &[10.0, 27.0, 54.0]);
-        let no_overlap = ChunkConfig::seconds(SR, 30.0, 5.0, 0.0);
+        let no_overlap = ChunkConfig::seconds(SR, 30.0, 5.0, 0.0).with_gaps(SR, 1e6, 0.0);
         let chunks = plan(&[span(0.0, 70.0)], &no_overlap, &l, FRAME);
         let mid = |sec: f32| (s(sec) / FRAME) * FRAME + FRAME / 2;
         let c = |start, end, overlap| Chunk {
@@ -277,7 +415,7 @@ mod tests {
 
     #[test]
     fn without_a_dip_the_cut_is_at_the_limit() {
-        let no_overlap = ChunkConfig::seconds(SR, 30.0, 5.0, 0.0);
+        let no_overlap = ChunkConfig::seconds(SR, 30.0, 5.0, 0.0).with_gaps(SR, 1e6, 0.0);
         let chunks = plan(&[span(0.0, 40.0)], &no_overlap, &levels(40.0, &[]), FRAME);
         assert!(
             chunks[0].end > s(29.9) && chunks[0].end <= s(30.0),

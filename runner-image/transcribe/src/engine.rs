@@ -1,9 +1,12 @@
 //! whisper.cpp through whisper-rs: load a model once, detect the language, transcribe windows.
 
+use std::cell::RefCell;
 use std::path::Path;
 use std::time::Instant;
 
-use whisper_rs::{FullParams, SamplingStrategy, WhisperContext, WhisperContextParameters};
+use whisper_rs::{
+    FullParams, SamplingStrategy, WhisperContext, WhisperContextParameters, WhisperState,
+};
 
 use crate::chunk::Segment;
 use crate::error::TranscribeError;
@@ -19,6 +22,31 @@ pub struct DecodeOptions {
     /// audio 5× slower without better text (docs/transcription.md), and greedy alone is
     /// deterministic and bounded in time.
     pub temperature_fallback: bool,
+    /// Encode a window shorter than 30 s with an encoder context cut to its length
+    /// (whisper.cpp's `audio_ctx`) instead of 30 s of padding. The encoder's cost is about
+    /// proportional to its context, so a 5 s window costs a sixth of a full pass. Off by
+    /// default: Whisper was trained on 30 s inputs, and the cut context cost 15 points of WER
+    /// on the French benchmark audio (docs/transcription.md, "audio_ctx").
+    pub fit_audio_ctx: bool,
+}
+
+/// Encoder positions per second of audio (100 mel frames/s, the conv stride halves them).
+const AUDIO_CTX_PER_SECOND: usize = 50;
+/// Whisper's full encoder context: 30 s.
+const FULL_AUDIO_CTX: usize = 1500;
+/// Context kept beyond the window's audio: whisper.cpp must see silence after the last word
+/// to place its final timestamp instead of cutting the segment at the edge.
+const AUDIO_CTX_MARGIN: usize = 64;
+/// whisper.cpp's flash-attention kernels work on blocks: a multiple of 64 wastes nothing.
+const AUDIO_CTX_STEP: usize = 64;
+
+/// The encoder context for a window of `samples` (16 kHz): its length plus a margin, rounded
+/// up to a block; 0 (whisper.cpp's full 30 s) when that would not be shorter.
+pub fn audio_ctx_for(samples: usize) -> usize {
+    let needed = (samples * AUDIO_CTX_PER_SECOND).div_ceil(crate::audio::SAMPLE_RATE as usize)
+        + AUDIO_CTX_MARGIN;
+    let ctx = needed.div_ceil(AUDIO_CTX_STEP) * AUDIO_CTX_STEP;
+    if ctx >= FULL_AUDIO_CTX { 0 } else { ctx }
 }
 
 impl Default for DecodeOptions {
@@ -27,12 +55,15 @@ impl Default for DecodeOptions {
             threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
             beam_size: 1,
             temperature_fallback: false,
+            fit_audio_ctx: false,
         }
     }
 }
 
 pub struct Engine {
-    ctx: WhisperContext,
+    /// One decoding state (KV caches, compute buffers: tens of MB) for every window and the
+    /// language detection, allocated once; whisper.cpp resets it at each call.
+    state: RefCell<WhisperState>,
     pub multilingual: bool,
 }
 
@@ -55,10 +86,22 @@ impl Engine {
             TranscribeError::Whisper(format!("cannot load {}: {e}", model.display()))
         })?;
         let multilingual = ctx.is_multilingual();
-        Ok(Self { ctx, multilingual })
+        let state = ctx.create_state().map_err(whisper_err("state"))?;
+        Ok(Self {
+            state: RefCell::new(state),
+            multilingual,
+        })
+    }
+
+    fn state(&self) -> Result<std::cell::RefMut<'_, WhisperState>, TranscribeError> {
+        self.state
+            .try_borrow_mut()
+            .map_err(|_| TranscribeError::Whisper("decoding state already in use".into()))
     }
 
     /// The most likely spoken language of `samples` (its first 30 s), as a code like "fr".
+    /// Call it before `transcribe` with `fit_audio_ctx`: the shared state keeps the last
+    /// call's encoder context, and detection should see the full one.
     pub fn detect_language(
         &self,
         samples: &[f32],
@@ -67,7 +110,7 @@ impl Engine {
         if !self.multilingual {
             return Ok("en".to_string());
         }
-        let mut state = self.ctx.create_state().map_err(whisper_err("state"))?;
+        let mut state = self.state()?;
         let n = samples.len().min(30 * crate::audio::SAMPLE_RATE as usize);
         state
             .pcm_to_mel(&samples[..n], threads.max(1))
@@ -90,7 +133,7 @@ impl Engine {
         opts: &DecodeOptions,
         deadline: Option<(Instant, u64)>,
     ) -> Result<Vec<Segment>, TranscribeError> {
-        let mut state = self.ctx.create_state().map_err(whisper_err("state"))?;
+        let mut state = self.state()?;
         let strategy = if opts.beam_size > 1 {
             SamplingStrategy::BeamSearch {
                 beam_size: opts.beam_size as i32,
@@ -106,6 +149,9 @@ impl Engine {
         // Windows are independent (the reference runner's chunked calls do the same): a
         // hallucination in one window cannot leak into the next through the prompt.
         params.set_no_context(true);
+        // Nor inside a window: whisper.cpp would otherwise prompt each 30 s slice with the
+        // text of the previous ones (faster-whisper's condition_on_previous_text=False).
+        params.set_n_max_text_ctx(0);
         params.set_suppress_blank(true);
         params.set_suppress_nst(true);
         params.set_print_progress(false);
@@ -114,6 +160,9 @@ impl Engine {
         params.set_print_timestamps(false);
         if !opts.temperature_fallback {
             params.set_temperature_inc(0.0);
+        }
+        if opts.fit_audio_ctx {
+            params.set_audio_ctx(audio_ctx_for(samples.len()) as i32);
         }
         if let Some((deadline, _)) = deadline {
             params.set_abort_callback_safe(move || Instant::now() > deadline);
@@ -140,5 +189,30 @@ impl Engine {
             });
         }
         Ok(segments)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn audio_ctx_fits_short_windows_and_keeps_full_ones() {
+        let sec = |s: f32| (s * 16_000.0) as usize;
+        // 5 s = 250 positions + 64 margin = 314, rounded up to 320.
+        assert_eq!(audio_ctx_for(sec(5.0)), 320);
+        assert_eq!(audio_ctx_for(sec(13.3)), 768);
+        assert_eq!(audio_ctx_for(1), 128);
+        // 28.5 s needs 1425 + 64 = 1489 -> 1536 >= 1500: the full context.
+        assert_eq!(audio_ctx_for(sec(28.5)), 0);
+        assert_eq!(audio_ctx_for(sec(30.0)), 0);
+        assert_eq!(audio_ctx_for(sec(31.4)), 0);
+        for s in [0.5_f32, 3.0, 10.0, 20.0, 27.0] {
+            let ctx = audio_ctx_for(sec(s));
+            assert!(
+                ctx.is_multiple_of(64) && ctx as f32 >= s * 50.0 + 64.0,
+                "{s} s -> {ctx}"
+            );
+        }
     }
 }

@@ -45,6 +45,8 @@ pub struct TranscriptionInfo {
     pub whisper_model_requested: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub whisper_model_fallback: Option<ModelChoice>,
+    /// The weights loaded, e.g. `ggml-base-q8_0.bin` (the q8_0 variant on a CPU).
+    pub whisper_model_file: String,
     /// "cpu" or "gpu-cuda": where whisper.cpp ran.
     pub hardware_profile: String,
     pub requested_subtitle_language: String,

@@ -60,6 +60,21 @@ pub fn choose_model(
     })
 }
 
+/// Suffix of the q8_0 variant of a model file (`make-models base-q8_0`).
+pub const Q8_0_SUFFIX: &str = "-q8_0";
+
+/// The file stem that serves model `name`: its q8_0 variant when `quantised` (a CPU run) and
+/// that file is installed, else the model itself. On a CPU the q8_0 weights give the same
+/// text for about 10 % less time (docs/transcription.md); a GPU keeps the f16 weights.
+pub fn weights_file(name: &str, quantised: bool, available: impl Fn(&str) -> bool) -> String {
+    let q8 = format!("{name}{Q8_0_SUFFIX}");
+    if quantised && !name.ends_with(Q8_0_SUFFIX) && available(&q8) {
+        q8
+    } else {
+        name.to_string()
+    }
+}
+
 /// How the subtitles reach the requested language.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Translation {
@@ -198,5 +213,16 @@ mod tests {
         );
         assert_eq!(final_language("auto", "fr"), "fr");
         assert_eq!(final_language("en", "fr"), "en");
+    }
+
+    #[test]
+    fn cpu_runs_prefer_the_installed_q8_0_weights() {
+        let installed = |n: &str| ["base", "base-q8_0", "tiny.en"].contains(&n);
+        assert_eq!(weights_file("base", true, installed), "base-q8_0");
+        assert_eq!(weights_file("base", false, installed), "base");
+        // No q8_0 file: the model itself.
+        assert_eq!(weights_file("tiny.en", true, installed), "tiny.en");
+        // Asked for by name: kept, not doubled.
+        assert_eq!(weights_file("base-q8_0", true, installed), "base-q8_0");
     }
 }

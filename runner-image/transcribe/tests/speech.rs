@@ -66,6 +66,8 @@ fn english_mp3_with_base() {
     );
     assert_eq!(o.info.hardware_profile, "cpu");
     assert_eq!(o.info.whisper_model, "base");
+    // On the CPU the q8_0 weights of the same model are loaded (make-models writes them).
+    assert_eq!(o.info.whisper_model_file, "ggml-base-q8_0.bin");
     assert_eq!(o.info.translation.backend, "none");
     assert!(
         seen.windows(2).all(|w| w[0] <= w[1]) && seen.last() == Some(&1.0),

@@ -39,8 +39,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         threads,
         beam_size,
         temperature_fallback: env_is("ESUP_FALLBACK"),
+        fit_audio_ctx: env_is("ESUP_FIT_AUDIO_CTX"),
     };
-    let flash_attn = !env_is("ESUP_NO_FLASH_ATTN");
+    // Flash attention: ESUP_FLASH_ATTN=1 on, ESUP_NO_FLASH_ATTN=1 off, else the default
+    // (on for a GPU only).
+    let flash_attn = if env_is("ESUP_FLASH_ATTN") {
+        Some(true)
+    } else if env_is("ESUP_NO_FLASH_ATTN") {
+        Some(false)
+    } else {
+        None
+    };
     let started = Instant::now();
     match mode {
         "bare" => {
@@ -48,7 +57,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let engine = Engine::load(
                 &models_dir.join(format!("ggml-{model}.bin")),
                 false,
-                flash_attn,
+                flash_attn.unwrap_or(false),
             )?;
             let t = Instant::now();
             let segments = engine.transcribe(&samples, lang, false, &decode, None)?;
@@ -78,6 +87,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let opts = RunOptions {
                 decode,
                 flash_attn,
+                // The model named on the command line, as given: the bench compares f16 and
+                // q8_0 files side by side.
+                prefer_q8_0: false,
                 vad: !env_is("ESUP_NO_VAD"),
                 ..RunOptions::default()
             };

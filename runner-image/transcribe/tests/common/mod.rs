@@ -35,7 +35,7 @@ pub fn models_dir() -> PathBuf {
             PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
                 .join(".cache/esup-runner/models")
         });
-    for m in ["base", "tiny.en"] {
+    for m in ["base", "base-q8_0", "tiny.en"] {
         let f = dir.join(format!("ggml-{m}.bin"));
         assert!(
             f.is_file(),
