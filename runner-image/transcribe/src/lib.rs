@@ -13,6 +13,7 @@ pub mod engine;
 mod error;
 mod outcome;
 pub mod plan;
+pub mod repetition;
 mod run;
 pub mod translate;
 pub mod vad;

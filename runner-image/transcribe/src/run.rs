@@ -9,6 +9,7 @@ use crate::engine::{DecodeOptions, Engine};
 use crate::error::TranscribeError;
 use crate::outcome::{InternalGaps, TranscriptionInfo, TranscriptionOutcome, TranslationInfo};
 use crate::plan::{self, Translation};
+use crate::repetition;
 use crate::translate::{MarianTranslator, model_dir_name};
 use crate::{checks, vad, vtt};
 
@@ -246,7 +247,12 @@ pub fn transcribe(
             per_window.push((*w, segs));
             progress(0.1 + 0.8 * (pass + (i + 1) as f32 / windows.len() as f32) / passes);
         }
-        Ok(chunk::merge(&per_window, SAMPLE_RATE, total_ms))
+        let (segments, repaired) =
+            repetition::repair(chunk::merge(&per_window, SAMPLE_RATE, total_ms));
+        if repaired > 0 {
+            tracing::warn!(repaired, "repaired repetition loops in Whisper's output");
+        }
+        Ok(segments)
     };
     let source_segments = run_pass(&source, false, 0.0, &mut progress)?;
 
