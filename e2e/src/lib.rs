@@ -512,3 +512,80 @@ async fn import(base: &str, token: &str, notified: &mut Notified, keep: Option<&
         }
     }
 }
+
+fn run_tool(program: &str, args: &[&str]) -> Result<(), String> {
+    let out = std::process::Command::new(program)
+        .args(args)
+        .output()
+        .map_err(|e| format!("cannot run {program}: {e}"))?;
+    if out.status.success() {
+        return Ok(());
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    Err(format!(
+        "{program} failed: {}",
+        stderr.lines().last().unwrap_or("")
+    ))
+}
+
+/// A lecture-like clip `<dir>/<name>.mp4` of `seconds`: a test pattern of `size` (e.g.
+/// "1280x720") and speech of `text` by espeak-ng's `voice` (e.g. "fr"), padded with silence;
+/// H.264 and AAC 48 kHz, faststart. Written under a temporary name, then renamed.
+pub fn speaking_clip(
+    dir: &std::path::Path,
+    name: &str,
+    seconds: u32,
+    size: &str,
+    (voice, text): (&str, &str),
+) -> Result<PathBuf, String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let speech = dir.join(format!("{name}.wav"));
+    let partial = dir.join(format!("{name}.partial.mp4"));
+    let clip = dir.join(format!("{name}.mp4"));
+    let (speech_arg, partial_arg) = (speech.to_string_lossy(), partial.to_string_lossy());
+    run_tool(
+        "espeak-ng",
+        &["-v", voice, "-s", "150", "-w", &speech_arg, text],
+    )?;
+    let pattern = format!("testsrc2=size={size}:rate=25");
+    let seconds = seconds.to_string();
+    run_tool(
+        "ffmpeg",
+        &[
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            &pattern,
+            "-i",
+            &speech_arg,
+            "-filter_complex",
+            "[1:a]aresample=48000,apad[a]",
+            "-map",
+            "0:v",
+            "-map",
+            "[a]",
+            "-t",
+            &seconds,
+            "-c:v",
+            "libx264",
+            "-preset",
+            "veryfast",
+            "-pix_fmt",
+            "yuv420p",
+            "-c:a",
+            "aac",
+            "-b:a",
+            "128k",
+            "-movflags",
+            "+faststart",
+            &partial_arg,
+        ],
+    )?;
+    let _ = std::fs::remove_file(&speech);
+    std::fs::rename(&partial, &clip).map_err(|e| format!("{}: {e}", clip.display()))?;
+    Ok(clip)
+}

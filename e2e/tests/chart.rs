@@ -70,31 +70,13 @@ fn helm(args: &[&str]) {
     assert!(status.success(), "helm {args:?}");
 }
 
-fn ffmpeg(args: &[&str]) {
-    let out = Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-y"])
-        .args(args)
-        .output()
-        .expect("ffmpeg");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// A clip of `seconds` with a test pattern and English speech (espeak-ng), padded.
 fn make_clip(dir: &Path, name: &str, seconds: u32, size: &str) -> String {
-    make_clip_speaking(
-        dir,
-        name,
-        seconds,
-        size,
-        (
-            "en",
-            "The quick brown fox jumps over the lazy dog. Welcome to the lecture.",
-        ),
-    )
+    let english = (
+        "en",
+        "The quick brown fox jumps over the lazy dog. Welcome to the lecture.",
+    );
+    make_clip_speaking(dir, name, seconds, size, english)
 }
 
 fn make_clip_speaking(
@@ -102,44 +84,10 @@ fn make_clip_speaking(
     name: &str,
     seconds: u32,
     size: &str,
-    (voice, text): (&str, &str),
+    speech: (&str, &str),
 ) -> String {
-    std::fs::create_dir_all(dir).unwrap();
-    let speech = dir.join(format!("{name}.wav"));
-    let status = Command::new("espeak-ng")
-        .args(["-v", voice, "-w"])
-        .arg(&speech)
-        .arg(text)
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let file = format!("{name}.mp4");
-    ffmpeg(&[
-        "-f",
-        "lavfi",
-        "-i",
-        &format!("testsrc2=size={size}:rate=25"),
-        "-i",
-        speech.to_str().unwrap(),
-        "-filter_complex",
-        "[1:a]aresample=48000,apad[a]",
-        "-map",
-        "0:v",
-        "-map",
-        "[a]",
-        "-t",
-        &seconds.to_string(),
-        "-c:v",
-        "libx264",
-        "-preset",
-        "ultrafast",
-        "-pix_fmt",
-        "yuv420p",
-        "-c:a",
-        "aac",
-        dir.join(&file).to_str().unwrap(),
-    ]);
-    file
+    esup_e2e::speaking_clip(dir, name, seconds, size, speech).unwrap();
+    format!("{name}.mp4")
 }
 
 /// One test's Esup-Pod: its media directory, its notify URL, and its manager connection.
@@ -186,15 +134,59 @@ impl EsupPod {
         answer["task_id"].as_str().unwrap().to_owned()
     }
 
-    async fn encode(&self, file: &str, title: &str) -> String {
-        self.execute(serde_json::json!({
+    /// A request body as Esup-Pod sends it, with this Esup-Pod's notify URL; `source` is a
+    /// path under its media directory.
+    fn request(
+        &self,
+        task_type: &str,
+        source: &str,
+        parameters: serde_json::Value,
+    ) -> serde_json::Value {
+        serde_json::json!({
             "etab_name": "E2E / Pod", "app_name": "Esup-Pod", "app_version": "4.2.0",
-            "task_type": "encoding",
-            "source_url": format!("{}/{file}", self.pod.media_url()),
+            "task_type": task_type,
+            "source_url": format!("{}/{source}", self.pod.media_url()),
             "notify_url": self.pod.notify_url,
-            "parameters": {"rendition": RENDITION_360, "video_id": 7, "video_slug": title, "video_title": title}
-        }))
+            "parameters": parameters,
+        })
+    }
+
+    async fn encode(&self, file: &str, title: &str) -> String {
+        let parameters = serde_json::json!({"rendition": RENDITION_360, "video_id": 7, "video_slug": title, "video_title": title});
+        self.execute(self.request("encoding", file, parameters))
+            .await
+    }
+
+    /// Transcribes the MP3 an encoding task imported, as Esup-Pod does next.
+    async fn transcribe_imported(
+        &self,
+        encoding: &str,
+        mp3: &str,
+        language: &str,
+        duration: f64,
+    ) -> String {
+        let parameters = serde_json::json!({"language": language, "source_language": language,
+            "duration": duration, "normalize": false, "video_id": 7});
+        self.execute(self.request(
+            "transcription",
+            &format!("tasks/{encoding}/{mp3}"),
+            parameters,
+        ))
         .await
+    }
+
+    /// Waits for the transcription's single notify; returns its only `.vtt` name and text.
+    async fn subtitles(&self, task: &str) -> (String, String) {
+        let notified = self.notified_once(task, Duration::from_secs(600)).await;
+        let vtts: Vec<_> = notified
+            .imported
+            .iter()
+            .filter(|f| f.ends_with(".vtt"))
+            .collect();
+        assert_eq!(vtts.len(), 1, "exactly one .vtt: {:?}", notified.imported);
+        let text = std::fs::read_to_string(self.imported(task, vtts[0])).unwrap();
+        assert!(text.starts_with("WEBVTT"), "{text}");
+        (vtts[0].clone(), text)
     }
 
     async fn notified(&self, task: &str, timeout: Duration) -> Notified {
@@ -343,25 +335,9 @@ async fn encoding_then_transcription_on_the_gpu_pool_with_real_media() {
 
     // Esup-Pod then transcribes the MP3 it imported.
     let transcription = esup
-        .execute(serde_json::json!({
-            "etab_name": "E2E / Pod", "app_name": "Esup-Pod", "app_version": "4.2.0",
-            "task_type": "transcription",
-            "source_url": format!("{}/tasks/{task}/audio_192k_lecture.mp3", esup.pod.media_url()),
-            "notify_url": esup.pod.notify_url,
-            "parameters": {"language": "en", "source_language": "en", "duration": 8.0, "normalize": false, "video_id": 7}
-        }))
+        .transcribe_imported(&task, "audio_192k_lecture.mp3", "en", 8.0)
         .await;
-    let notified = esup
-        .notified_once(&transcription, Duration::from_secs(300))
-        .await;
-    let vtts: Vec<_> = notified
-        .imported
-        .iter()
-        .filter(|f| f.ends_with(".vtt"))
-        .collect();
-    assert_eq!(vtts.len(), 1, "{:?}", notified.imported);
-    let vtt = std::fs::read_to_string(esup.imported(&transcription, vtts[0])).unwrap();
-    assert!(vtt.starts_with("WEBVTT"), "{vtt}");
+    let (_, vtt) = esup.subtitles(&transcription).await;
     let text = vtt
         .to_lowercase()
         .split_whitespace()
@@ -612,13 +588,12 @@ async fn protocol_cases_c0_to_c12_with_real_runners() {
             "Bonjour à tous. Aujourd'hui nous parlons de la lumière du soleil.",
         ),
     );
-    let encoding = serde_json::json!({
-        "etab_name": "E2E / Pod", "app_name": "Esup-Pod", "app_version": "4.2.0",
-        "task_type": "encoding",
-        "source_url": format!("{}/{clip}", esup.pod.media_url()),
-        "notify_url": esup.pod.notify_url,
-        "parameters": {"rendition": RENDITION_DEFAULT, "video_id": 12, "video_slug": "12-sample", "video_title": "Sample"}
-    });
+    let encoding = esup.request(
+        "encoding",
+        &clip,
+        serde_json::json!({"rendition": RENDITION_DEFAULT, "video_id": 12,
+                           "video_slug": "12-sample", "video_title": "Sample"}),
+    );
     let unauthenticated = http
         .post(format!("{base}/task/execute"))
         .json(&encoding)
@@ -732,25 +707,10 @@ async fn protocol_cases_c0_to_c12_with_real_runners() {
 
     // C7, C8: the transcription of the imported MP3; exactly one .vtt.
     let transcription = esup
-        .execute(serde_json::json!({
-            "etab_name": "E2E / Pod", "app_name": "Esup-Pod", "app_version": "4.2.0",
-            "task_type": "transcription",
-            "source_url": format!("{}/tasks/{task}/audio_192k_sample.mp3", esup.pod.media_url()),
-            "notify_url": esup.pod.notify_url,
-            "parameters": {"language": "fr", "source_language": "fr", "duration": 6.0, "normalize": false,
-                           "video_id": 12, "video_slug": "12-sample", "video_title": "Sample"}
-        }))
+        .transcribe_imported(&task, "audio_192k_sample.mp3", "fr", 6.0)
         .await;
-    let notified = esup
-        .notified_once(&transcription, Duration::from_secs(600))
-        .await;
-    let vtts: Vec<_> = notified
-        .imported
-        .iter()
-        .filter(|f| f.ends_with(".vtt"))
-        .collect();
-    assert_eq!(vtts, ["audio_192k_sample.vtt"], "{:?}", notified.imported);
-    let vtt = std::fs::read_to_string(esup.imported(&transcription, vtts[0])).unwrap();
+    let (name, vtt) = esup.subtitles(&transcription).await;
+    assert_eq!(name, "audio_192k_sample.vtt");
     assert!(vtt.starts_with("WEBVTT") && vtt.contains("-->"), "{vtt}");
     assert!(vtt.to_lowercase().contains("bonjour"), "{vtt}");
 
@@ -832,13 +792,11 @@ async fn protocol_cases_c0_to_c12_with_real_runners() {
     )
     .unwrap();
     let studio = esup
-        .execute(serde_json::json!({
-            "etab_name": "E2E / Pod", "app_name": "Esup-Pod", "app_version": "4.2.0",
-            "task_type": "studio",
-            "source_url": format!("{}/package.xml", esup.pod.media_url()),
-            "notify_url": esup.pod.notify_url,
-            "parameters": {"rendition": RENDITION_360}
-        }))
+        .execute(esup.request(
+            "studio",
+            "package.xml",
+            serde_json::json!({"rendition": RENDITION_360}),
+        ))
         .await;
     let notified = esup.notified_once(&studio, Duration::from_secs(600)).await;
     for file in [

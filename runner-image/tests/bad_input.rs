@@ -8,15 +8,7 @@ use common::*;
 
 fn refused(source: &std::path::Path, extra: &[&str], category: &str) {
     let out = source.parent().unwrap().join("out");
-    let run = encode(source, &out, extra);
-    assert_eq!(run.code, 65, "{}", run.stderr);
-    assert!(
-        run.stderr.contains(category),
-        "{category} in {}",
-        run.stderr
-    );
-    let log = std::fs::read_to_string(out.join("encoding.log")).unwrap();
-    assert!(log.contains(category), "{log}");
+    assert_refused(&encode(source, &out, extra), &out, category);
 }
 
 #[test]

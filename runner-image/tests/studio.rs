@@ -274,14 +274,6 @@ fn bad_packages_are_refused() {
     .enumerate()
     {
         let out = d.join(format!("out{i}"));
-        let run = run_task("studio", &source, &out, &[]);
-        assert_eq!(run.code, 65, "{source}: {}", run.stderr);
-        assert!(
-            run.stderr.contains(category),
-            "{category} in {}",
-            run.stderr
-        );
-        let log = std::fs::read_to_string(out.join("encoding.log")).unwrap();
-        assert!(log.contains(category), "{log}");
+        assert_refused(&run_task("studio", &source, &out, &[]), &out, category);
     }
 }

@@ -12,7 +12,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)] // a demo: fail loudly with the reason
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode};
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use esup_e2e::{EsupPodStandIn, Notified};
@@ -61,78 +61,19 @@ fn parse_args() -> Result<Args, String> {
     })
 }
 
-fn run(program: &str, args: &[&str]) -> Result<(), String> {
-    let out = Command::new(program)
-        .args(args)
-        .output()
-        .map_err(|e| format!("cannot run {program}: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "{program} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-                .lines()
-                .last()
-                .unwrap_or("")
-        ))
-    }
-}
-
-/// The lecture: a test pattern with a clock, and the French speech padded to one minute.
+/// The lecture: a test pattern and the French speech padded to one minute (kept between runs).
 fn make_clip(media: &Path) -> Result<PathBuf, String> {
     let clip = media.join("lecture.mp4");
     if clip.exists() {
         return Ok(clip);
     }
-    std::fs::create_dir_all(media).map_err(|e| e.to_string())?;
-    let speech = media.join("speech.wav");
-    let speech_arg = speech.to_str().unwrap();
-    run(
-        "espeak-ng",
-        &["-v", "fr", "-s", "150", "-w", speech_arg, LECTURE_FR],
-    )?;
-    let partial = media.join("lecture.partial.mp4");
-    let seconds = CLIP_SECONDS.to_string();
-    run(
-        "ffmpeg",
-        &[
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-y",
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=size=1280x720:rate=25",
-            "-i",
-            speech_arg,
-            "-filter_complex",
-            "[1:a]aresample=48000,apad[a]",
-            "-map",
-            "0:v",
-            "-map",
-            "[a]",
-            "-t",
-            &seconds,
-            "-c:v",
-            "libx264",
-            "-preset",
-            "veryfast",
-            "-pix_fmt",
-            "yuv420p",
-            "-c:a",
-            "aac",
-            "-b:a",
-            "128k",
-            "-movflags",
-            "+faststart",
-            partial.to_str().unwrap(),
-        ],
-    )?;
-    std::fs::rename(&partial, &clip).map_err(|e| e.to_string())?;
-    let _ = std::fs::remove_file(&speech);
-    Ok(clip)
+    esup_e2e::speaking_clip(
+        media,
+        "lecture",
+        CLIP_SECONDS,
+        "1280x720",
+        ("fr", LECTURE_FR),
+    )
 }
 
 struct Manager {

@@ -145,19 +145,20 @@ pub struct Run {
 }
 
 pub fn encode(source: &Path, out: &Path, extra: &[&str]) -> Run {
-    let output = runner()
-        .args(["encode", "--source"])
-        .arg(source)
-        .arg("--out")
-        .arg(out)
-        .args(extra)
-        .env_remove("ESUP_CALLBACK_URL")
-        .output()
-        .expect("runner");
-    Run {
-        code: output.status.code().unwrap_or(-1),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
+    run_task("encode", source.to_str().expect("UTF-8 path"), out, extra)
+}
+
+/// The run ended with exit 65 (invalid input, never retried) and named `category` on stderr
+/// and in encoding.log.
+pub fn assert_refused(run: &Run, out: &Path, category: &str) {
+    assert_eq!(run.code, 65, "{}", run.stderr);
+    assert!(
+        run.stderr.contains(category),
+        "{category} in {}",
+        run.stderr
+    );
+    let log = std::fs::read_to_string(out.join("encoding.log")).expect("encoding.log");
+    assert!(log.contains(category), "{log}");
 }
 
 pub fn info(out: &Path) -> Value {
