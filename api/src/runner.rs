@@ -151,6 +151,17 @@ pub enum PathError {
     BadChecksum,
 }
 
+/// Keys of `info_video.json` that Esup-Pod's import reads and fails without (protocol §3.1).
+pub const INFO_VIDEO_REQUIRED_KEYS: [&str; 7] = [
+    "duration",
+    "has_stream_video",
+    "has_stream_audio",
+    "has_stream_thumbnail",
+    "encode_video",
+    "encode_audio",
+    "encode_thumbnail",
+];
+
 /// Longest result path, in bytes (the CRD's bound on `result.files[].path`).
 pub const MAX_RESULT_PATH_BYTES: usize = 1024;
 

@@ -291,15 +291,7 @@ async fn encoding_then_transcription_on_the_gpu_pool_with_real_media() {
     let info: serde_json::Value =
         serde_json::from_slice(&std::fs::read(esup.imported(&task, "info_video.json")).unwrap())
             .unwrap();
-    for key in [
-        "duration",
-        "has_stream_video",
-        "has_stream_audio",
-        "has_stream_thumbnail",
-        "encode_video",
-        "encode_audio",
-        "encode_thumbnail",
-    ] {
+    for key in esup_api::runner::INFO_VIDEO_REQUIRED_KEYS {
         assert!(
             info.get(key).is_some(),
             "info_video.json lacks {key}: {info}"

@@ -192,15 +192,7 @@ mod tests {
             ..Default::default()
         };
         let v = info_json(&media, &window, true, &ids, None, &outputs);
-        for key in [
-            "duration",
-            "has_stream_video",
-            "has_stream_audio",
-            "has_stream_thumbnail",
-            "encode_video",
-            "encode_audio",
-            "encode_thumbnail",
-        ] {
+        for key in esup_api::runner::INFO_VIDEO_REQUIRED_KEYS {
             assert!(v.get(key).is_some(), "{key}");
         }
         assert_eq!(v["duration"], 6);

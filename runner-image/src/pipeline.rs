@@ -57,6 +57,33 @@ struct AudioFile {
     muxer: Muxer,
 }
 
+impl AudioFile {
+    /// The reference's `-ar 44100 -q:a 2` audio file at `path`; `what` names it in errors.
+    fn open(
+        codec: &'static str,
+        layout: ff::ChannelLayout,
+        channels: u16,
+        path: &Path,
+        what: (&'static str, &'static str),
+    ) -> Result<Self, RunnerError> {
+        let (encoder_context, output_context) = what;
+        let encoder = open_audio(&AudioSettings {
+            codec,
+            sample_rate: 44100,
+            layout,
+            channels,
+            bitrate: None,
+            quality: Some(2),
+            // MP4 (M4A) keeps codec headers out of band; MP3 has none.
+            global_header: codec != "libmp3lame",
+        })
+        .map_err(fail(encoder_context))?;
+        let mut muxer = Muxer::file(path).map_err(fail(output_context))?;
+        muxer.add_stream(&encoder).map_err(fail(output_context))?;
+        Ok(Self { encoder, muxer })
+    }
+}
+
 fn drain_video(r: &mut RenditionOut) -> Result<(), RunnerError> {
     let mut packet = ff::Packet::empty();
     while r.video.receive_packet(&mut packet).is_ok() {
@@ -337,42 +364,30 @@ pub fn run(
                     } else {
                         (ff::ChannelLayout::STEREO, 2)
                     };
-                    let encoder = open_audio(&AudioSettings {
-                        codec: "libmp3lame",
-                        sample_rate: 44100,
+                    let file = AudioFile::open(
+                        "libmp3lame",
                         layout,
                         channels,
-                        bitrate: None,
-                        quality: Some(2),
-                        global_header: false,
-                    })
-                    .map_err(fail("MP3 encoder"))?;
-                    graph.set_frame_size(b, encoder.frame_size());
-                    let mut muxer =
-                        Muxer::file(&out.join(names.mp3())).map_err(fail("MP3 output"))?;
-                    muxer.add_stream(&encoder).map_err(fail("MP3 output"))?;
-                    mp3 = Some(AudioFile { encoder, muxer });
+                        &out.join(names.mp3()),
+                        ("MP3 encoder", "MP3 output"),
+                    )?;
+                    graph.set_frame_size(b, file.encoder.frame_size());
+                    mp3 = Some(file);
                     outputs.audio.push(AudioOutput {
                         encoding_format: "audio/mp3",
                         filename: names.mp3(),
                     });
                 }
                 AudioBranch::Aac44k => {
-                    let encoder = open_audio(&AudioSettings {
-                        codec: "aac",
-                        sample_rate: 44100,
+                    let file = AudioFile::open(
+                        "aac",
                         layout,
                         channels,
-                        bitrate: None,
-                        quality: Some(2),
-                        global_header: true,
-                    })
-                    .map_err(fail("M4A encoder"))?;
-                    graph.set_frame_size(b, encoder.frame_size());
-                    let mut muxer =
-                        Muxer::file(&out.join(names.m4a())).map_err(fail("M4A output"))?;
-                    muxer.add_stream(&encoder).map_err(fail("M4A output"))?;
-                    m4a = Some(AudioFile { encoder, muxer });
+                        &out.join(names.m4a()),
+                        ("M4A encoder", "M4A output"),
+                    )?;
+                    graph.set_frame_size(b, file.encoder.frame_size());
+                    m4a = Some(file);
                     outputs.audio.push(AudioOutput {
                         encoding_format: "video/mp4",
                         filename: names.m4a(),

@@ -275,15 +275,7 @@ pub fn check_pictures(out: &Path, base: &str, duration: f64) {
 }
 
 pub fn check_info_keys(info: &Value) {
-    for key in [
-        "duration",
-        "has_stream_video",
-        "has_stream_audio",
-        "has_stream_thumbnail",
-        "encode_video",
-        "encode_audio",
-        "encode_thumbnail",
-    ] {
+    for key in esup_api::runner::INFO_VIDEO_REQUIRED_KEYS {
         assert!(info.get(key).is_some(), "info_video.json lacks {key}");
     }
 }
