@@ -119,6 +119,7 @@ def main():
         ap.add_argument(a, required=True)
     ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--openblas-bench", help="transcribe-bench built with --features openblas (extra rows)")
+    ap.add_argument("--v4-bench", help="transcribe-bench built as the runner's x86-64-v4 (AVX-512) build (extra rows)")
     a = ap.parse_args()
     work = Path(a.work)
     work.mkdir(parents=True, exist_ok=True)
@@ -135,6 +136,19 @@ def main():
         "faster-whisper f32": lambda wav, lang: json.loads(sh([sys.executable, "-c", FW_SCRIPT, str(ct2), str(wav), lang, a.threads, "float32"]).stdout),
         "faster-whisper int8": lambda wav, lang: json.loads(sh([sys.executable, "-c", FW_SCRIPT, str(ct2), str(wav), lang, a.threads, "int8"]).stdout),
     }
+    if a.v4_bench:
+        # The build the runner execs on AVX-512 CPUs (runner-image/build-runner).
+        engines["ours q8_0, x86-64-v4 build (pipeline)"] = lambda wav, lang: json.loads(sh(
+            [a.v4_bench, a.models, "base-q8_0", str(wav), lang, a.threads, "pipeline", str(work / "out")]).stdout)
+        engines["whisper-rs bare q8_0, x86-64-v4 build"] = lambda wav, lang: json.loads(sh(
+            [a.v4_bench, a.models, "base-q8_0", str(wav), lang, a.threads, "bare"]).stdout)
+    # faster-whisper as it runs on an AVX2-only node, where the portable build runs: CTranslate2's
+    # own kernels and MKL's both held to AVX2 (CT2_VERBOSE=1 and MKL_VERBOSE=1 confirm it).
+    avx2_env = {"CT2_FORCE_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
+    engines["faster-whisper f32, AVX2 only"] = lambda wav, lang: json.loads(sh(
+        [sys.executable, "-c", FW_SCRIPT, str(ct2), str(wav), lang, a.threads, "float32"], env=avx2_env).stdout)
+    engines["faster-whisper int8, AVX2 only"] = lambda wav, lang: json.loads(sh(
+        [sys.executable, "-c", FW_SCRIPT, str(ct2), str(wav), lang, a.threads, "int8"], env=avx2_env).stdout)
     if a.openblas_bench:
         # Debian's OpenBLAS 0.3.21 does not know recent Xeons and falls back to SSE3 kernels:
         # its AVX2 ones are what any x86-64-v3 node runs.

@@ -269,6 +269,21 @@ const ENCODED: [&str; 9] = [
     "info_video.json",
 ];
 
+/// The runner build this host's CPU gets: the pods run on this machine's kubelet.
+fn host_cpu_level() -> &'static str {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap();
+    let flags: Vec<&str> = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("flags"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    let v4 = ["avx512f", "avx512bw", "avx512cd", "avx512dq", "avx512vl"]
+        .iter()
+        .all(|f| flags.contains(f));
+    if v4 { "x86-64-v4" } else { "x86-64-v3" }
+}
+
 fn assert_encoded(notified: &Notified, base: &str) {
     for pattern in ENCODED {
         let file = pattern.replace("{b}", base);
@@ -336,6 +351,16 @@ async fn encoding_then_transcription_on_the_gpu_pool_with_real_media() {
         .collect::<Vec<_>>()
         .join(" ");
     assert!(text.contains("fox") && text.contains("lazy dog"), "{vtt}");
+    // The image's AVX-512 build took the transcription on a CPU that has AVX-512.
+    let info: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(esup.imported(&transcription, "info_video.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        info["transcription"]["whisper_cpu_build"],
+        host_cpu_level(),
+        "{info}"
+    );
     let task = Api::<TranscriptionTask>::namespaced(esup.client.clone(), TENANT_NS)
         .get(&transcription)
         .await

@@ -6,6 +6,7 @@
 
 pub mod assets;
 pub mod cli;
+pub mod cpu_build;
 pub mod deliver;
 pub mod download;
 pub mod dress;

@@ -116,10 +116,11 @@ pub async fn execute(
     };
     writeln!(
         log,
-        "transcribed {:.1} s of audio in {:.1} s on {}: {} cues, language {}",
+        "transcribed {:.1} s of audio in {:.1} s on {} (whisper.cpp built for {}): {} cues, language {}",
         outcome.info.audio_duration_seconds,
         outcome.info.processing_seconds,
         outcome.info.hardware_profile,
+        outcome.info.whisper_cpu_build,
         outcome.info.cues,
         outcome
             .info

@@ -88,8 +88,74 @@ fn english_speech_becomes_one_webvtt_and_the_info_block() {
     assert_eq!(t["detected_source_language"], "en", "{info}");
     assert_eq!(t["final_subtitle_language"], "en", "{info}");
     assert_eq!(t["hardware_profile"], "cpu", "no GPU on this machine");
+    assert_eq!(
+        t["whisper_cpu_build"], "x86-64-v3",
+        "cargo's own build is the portable one: {info}"
+    );
     assert_eq!(info["video_id"], 7);
     assert!(out.join("encoding.log").is_file());
+}
+
+/// The hand-over to the AVX-512 build, with a script standing in for that build (a real one is
+/// a second full build of the runner: `bench/transcribe` builds and measures it).
+#[test]
+fn on_an_avx512_cpu_the_transcription_goes_to_the_x86_64_v4_build_beside_the_runner() {
+    use esup_runner::cpu_build::{CPU_BUILD_ENV, CpuLevel, detected_level};
+    use std::os::unix::fs::PermissionsExt;
+
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let runner_copy = bin.join("esup-runner");
+    std::fs::copy(env!("CARGO_BIN_EXE_esup-runner"), &runner_copy).unwrap();
+    let record = dir.path().join("v4-ran");
+    let v4 = bin.join(CpuLevel::V4.binary_name());
+    std::fs::write(
+        &v4,
+        format!(
+            "#!/bin/sh\necho \"${CPU_BUILD_ENV} $*\" > '{}'\n",
+            record.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&v4, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let run = |keep_portable: bool| {
+        let mut cmd = Command::new(&runner_copy);
+        cmd.args(["transcribe", "--source", "/nonexistent.mp3", "--out"])
+            .arg(dir.path().join("out"))
+            .args(["--params", r#"{"language":"fr"}"#])
+            .env_remove("ESUP_CALLBACK_URL")
+            .env_remove(CPU_BUILD_ENV);
+        if keep_portable {
+            cmd.env(CPU_BUILD_ENV, "x86-64-v3");
+        }
+        cmd.output().unwrap()
+    };
+
+    let handed_over = run(false);
+    if detected_level() == CpuLevel::V4 {
+        assert!(handed_over.status.success(), "{handed_over:?}");
+        assert_eq!(
+            std::fs::read_to_string(&record).unwrap().trim(),
+            r#"x86-64-v4 transcribe --source /nonexistent.mp3 --out "#.to_owned()
+                + dir.path().join("out").to_str().unwrap()
+                + r#" --params {"language":"fr"}"#,
+            "same arguments, the choice in the environment"
+        );
+        std::fs::remove_file(&record).unwrap();
+    } else {
+        assert!(
+            !record.exists(),
+            "an AVX2-only CPU keeps the portable build"
+        );
+    }
+    // Kept by hand, or on an AVX2-only CPU: this build runs, and refuses the missing file.
+    let kept = run(true);
+    assert!(
+        !record.exists(),
+        "ESUP_RUNNER_CPU_BUILD=x86-64-v3 keeps the portable build"
+    );
+    assert_eq!(kept.status.code(), Some(65), "{kept:?}");
 }
 
 #[test]

@@ -60,6 +60,31 @@ impl Default for DecodeOptions {
     }
 }
 
+/// The SIMD level whisper.cpp was compiled for (ggml picks its kernels at compile time):
+/// `x86-64-v4` in the runner's AVX-512 build, `x86-64-v3` in the portable one.
+pub fn cpu_build() -> &'static str {
+    cpu_build_of(whisper_rs::print_system_info())
+}
+
+/// Reads whisper.cpp's system info line (`... CPU : SSE3 = 1 | AVX2 = 1 | ... | AVX512 = 1 |`).
+fn cpu_build_of(system_info: &str) -> &'static str {
+    let on = |feature: &str| {
+        system_info.split('|').any(|part| {
+            let entry = part.rsplit(':').next().unwrap_or(part);
+            entry
+                .split_once('=')
+                .is_some_and(|(name, value)| name.trim() == feature && value.trim() == "1")
+        })
+    };
+    if on("AVX512") {
+        "x86-64-v4"
+    } else if on("AVX2") && on("FMA") {
+        "x86-64-v3"
+    } else {
+        "other"
+    }
+}
+
 pub struct Engine {
     /// One decoding state (KV caches, compute buffers: tens of MB) for every window and the
     /// language detection, allocated once; whisper.cpp resets it at each call.
@@ -195,6 +220,28 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_cpu_build_is_read_from_whisper_cpps_system_info() {
+        let portable = "WHISPER : COREML = 0 | OPENVINO = 0 | CPU : SSE3 = 1 | SSSE3 = 1 | AVX = 1 | AVX2 = 1 | F16C = 1 | FMA = 1 | BMI2 = 1 | LLAMAFILE = 1 | OPENMP = 0 | REPACK = 1 | ";
+        assert_eq!(cpu_build_of(portable), "x86-64-v3");
+        let v4 = portable.replace("BMI2 = 1 |", "BMI2 = 1 | AVX512 = 1 |");
+        assert_eq!(cpu_build_of(&v4), "x86-64-v4");
+        assert_eq!(
+            cpu_build_of(&portable.replace("AVX2 = 1", "AVX2 = 0")),
+            "other"
+        );
+        assert_eq!(
+            cpu_build_of(&portable.replace("AVX2 = 1", "AVX512_VNNI = 1")),
+            "other"
+        );
+        // The build under test is one of the two the image ships.
+        assert!(
+            ["x86-64-v3", "x86-64-v4"].contains(&cpu_build()),
+            "{}",
+            whisper_rs::print_system_info()
+        );
+    }
 
     #[test]
     fn audio_ctx_fits_short_windows_and_keeps_full_ones() {

@@ -49,6 +49,8 @@ pub struct TranscriptionInfo {
     pub whisper_model_file: String,
     /// "cpu" or "gpu-cuda": where whisper.cpp ran.
     pub hardware_profile: String,
+    /// The SIMD level whisper.cpp was built for: `x86-64-v4` (AVX-512) or `x86-64-v3`.
+    pub whisper_cpu_build: String,
     pub requested_subtitle_language: String,
     pub requested_source_language: String,
     /// None when there was no speech to detect a language from.

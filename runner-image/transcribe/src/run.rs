@@ -315,6 +315,7 @@ pub fn transcribe(
         } else {
             "cpu".into()
         },
+        whisper_cpu_build: crate::engine::cpu_build().into(),
         requested_subtitle_language: params.language.clone(),
         requested_source_language: params.source_language.clone(),
         detected_source_language: detected.clone(),
