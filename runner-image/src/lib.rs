@@ -6,7 +6,6 @@
 
 pub mod assets;
 pub mod cli;
-pub mod cpu_build;
 pub mod deliver;
 pub mod download;
 pub mod dress;
@@ -30,6 +29,7 @@ pub mod pipeline;
 pub mod probe;
 pub mod render;
 pub mod run;
+pub mod runner_build;
 pub mod studio;
 pub mod timeline;
 pub mod transcription;

@@ -13,8 +13,8 @@ fn main() {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    if matches!(cli.command, Command::Transcribe(_)) {
-        exec_better_cpu_build();
+    if let Command::Transcribe(args) = &cli.command {
+        exec_better_build(args.task.force_cpu);
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -39,23 +39,31 @@ fn main() {
     std::process::exit(code);
 }
 
-/// Hands the transcription to the AVX-512 build beside this binary when the CPU has AVX-512
-/// (`cpu_build`); returns only when it stays here.
-fn exec_better_cpu_build() {
-    use esup_runner::cpu_build::{CPU_BUILD_ENV, CpuLevel, better_build, detected_level};
+/// Hands the transcription to the best build beside this binary for this node (CUDA with a
+/// GPU, AVX-512 on such a CPU: `runner_build`); returns only when it stays here.
+fn exec_better_build(force_cpu: bool) {
+    use esup_runner::runner_build::{BUILD_ENV, better_build, cpu_has_x86_64_v4};
     use std::os::unix::process::CommandExt;
 
-    let Ok(current) = std::env::current_exe() else {
+    let current = match std::env::current_exe() {
+        Ok(path) => path,
+        Err(error) => {
+            tracing::warn!(%error, "cannot tell where this binary is (no /proc?): staying on this build");
+            return;
+        }
+    };
+    // Chosen already (this process was exec'd), or kept by hand.
+    if std::env::var_os(BUILD_ENV).is_some() {
+        return;
+    }
+    let gpu_found = !force_cpu && esup_runner::gpu::detect().is_ok();
+    let Some((build, path)) = better_build(&current, gpu_found, cpu_has_x86_64_v4()) else {
         return;
     };
-    let chosen = std::env::var(CPU_BUILD_ENV).ok();
-    let Some(build) = better_build(&current, detected_level(), chosen.as_deref()) else {
-        return;
-    };
-    tracing::info!(build = %build.display(), "the CPU has AVX-512: transcribing with the x86-64-v4 build");
-    let error = std::process::Command::new(&build)
+    tracing::info!(build = build.name(), path = %path.display(), "transcribing with the build for this node");
+    let error = std::process::Command::new(&path)
         .args(std::env::args_os().skip(1))
-        .env(CPU_BUILD_ENV, CpuLevel::V4.name())
+        .env(BUILD_ENV, build.name())
         .exec();
-    tracing::warn!(build = %build.display(), %error, "cannot run the x86-64-v4 build: staying on the portable one");
+    tracing::warn!(build = build.name(), %error, "cannot run that build: staying on this one");
 }

@@ -96,11 +96,12 @@ fn english_speech_becomes_one_webvtt_and_the_info_block() {
     assert!(out.join("encoding.log").is_file());
 }
 
-/// The hand-over to the AVX-512 build, with a script standing in for that build (a real one is
-/// a second full build of the runner: `bench/transcribe` builds and measures it).
+/// The hand-over to the build for this node, with scripts standing in for the other builds (a
+/// real one is a second full build of the runner: `bench/transcribe` builds and measures the
+/// AVX-512 one; the CUDA one is checked by hand, docs/transcription.md, "GPU").
 #[test]
-fn on_an_avx512_cpu_the_transcription_goes_to_the_x86_64_v4_build_beside_the_runner() {
-    use esup_runner::cpu_build::{CPU_BUILD_ENV, CpuLevel, detected_level};
+fn the_transcription_goes_to_the_build_for_this_node_beside_the_runner() {
+    use esup_runner::runner_build::{BUILD_ENV, RunnerBuild, cpu_has_x86_64_v4};
     use std::os::unix::fs::PermissionsExt;
 
     let dir = tempfile::tempdir().unwrap();
@@ -108,52 +109,70 @@ fn on_an_avx512_cpu_the_transcription_goes_to_the_x86_64_v4_build_beside_the_run
     std::fs::create_dir(&bin).unwrap();
     let runner_copy = bin.join("esup-runner");
     std::fs::copy(env!("CARGO_BIN_EXE_esup-runner"), &runner_copy).unwrap();
-    let record = dir.path().join("v4-ran");
-    let v4 = bin.join(CpuLevel::V4.binary_name());
-    std::fs::write(
-        &v4,
-        format!(
-            "#!/bin/sh\necho \"${CPU_BUILD_ENV} $*\" > '{}'\n",
+    let record = dir.path().join("ran");
+    for build in [RunnerBuild::X86_64V4, RunnerBuild::Cuda] {
+        let path = bin.join(build.binary_name());
+        let script = format!(
+            "#!/bin/sh\necho \"{} ${BUILD_ENV} $*\" > '{}'\n",
+            build.binary_name(),
             record.display()
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&v4, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let run = |keep_portable: bool| {
+        );
+        std::fs::write(&path, script).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let out = dir.path().join("out");
+    // Which stand-in ran (its name, the build chosen, the arguments), or the runner's own exit.
+    let run = |extra: &[&str], env: &[(&str, &str)]| {
         let mut cmd = Command::new(&runner_copy);
         cmd.args(["transcribe", "--source", "/nonexistent.mp3", "--out"])
-            .arg(dir.path().join("out"))
+            .arg(&out)
             .args(["--params", r#"{"language":"fr"}"#])
+            .args(extra)
             .env_remove("ESUP_CALLBACK_URL")
-            .env_remove(CPU_BUILD_ENV);
-        if keep_portable {
-            cmd.env(CPU_BUILD_ENV, "x86-64-v3");
-        }
-        cmd.output().unwrap()
+            .env_remove(BUILD_ENV)
+            .env_remove("ESUP_ASSUME_GPU")
+            .envs(env.iter().copied());
+        let output = cmd.output().unwrap();
+        let ran = std::fs::read_to_string(&record).ok();
+        let _ = std::fs::remove_file(&record);
+        (ran, output)
     };
+    let args = format!(
+        r#"transcribe --source /nonexistent.mp3 --out {} --params {{"language":"fr"}}"#,
+        out.display()
+    );
 
-    let handed_over = run(false);
-    if detected_level() == CpuLevel::V4 {
-        assert!(handed_over.status.success(), "{handed_over:?}");
+    let (ran, output) = run(&[], &[]);
+    if cpu_has_x86_64_v4() {
         assert_eq!(
-            std::fs::read_to_string(&record).unwrap().trim(),
-            r#"x86-64-v4 transcribe --source /nonexistent.mp3 --out "#.to_owned()
-                + dir.path().join("out").to_str().unwrap()
-                + r#" --params {"language":"fr"}"#,
-            "same arguments, the choice in the environment"
+            ran.as_deref().map(str::trim),
+            Some(format!("esup-runner-x86-64-v4 x86-64-v4 {args}").as_str()),
+            "same arguments, the choice in the environment: {output:?}"
         );
-        std::fs::remove_file(&record).unwrap();
     } else {
-        assert!(
-            !record.exists(),
-            "an AVX2-only CPU keeps the portable build"
-        );
+        assert_eq!(ran, None, "an AVX2-only CPU keeps the portable build");
     }
-    // Kept by hand, or on an AVX2-only CPU: this build runs, and refuses the missing file.
-    let kept = run(true);
+
+    let (ran, output) = run(&[], &[("ESUP_ASSUME_GPU", "NVIDIA H200")]);
+    assert_eq!(
+        ran.as_deref().map(str::trim),
+        Some(format!("esup-runner-cuda cuda {args}").as_str()),
+        "a GPU node: the CUDA build: {output:?}"
+    );
+    let (ran, _) = run(&["--force-cpu"], &[("ESUP_ASSUME_GPU", "NVIDIA H200")]);
     assert!(
-        !record.exists(),
-        "ESUP_RUNNER_CPU_BUILD=x86-64-v3 keeps the portable build"
+        !ran.unwrap_or_default().starts_with("esup-runner-cuda"),
+        "--force-cpu: no CUDA build"
+    );
+
+    // Kept by hand: this build runs, and refuses the missing file.
+    let (ran, kept) = run(
+        &[],
+        &[(BUILD_ENV, "x86-64-v3"), ("ESUP_ASSUME_GPU", "NVIDIA H200")],
+    );
+    assert_eq!(
+        ran, None,
+        "ESUP_RUNNER_BUILD=x86-64-v3 keeps the portable build"
     );
     assert_eq!(kept.status.code(), Some(65), "{kept:?}");
 }

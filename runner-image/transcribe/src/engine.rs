@@ -90,6 +90,97 @@ pub struct Engine {
     /// language detection, allocated once; whisper.cpp resets it at each call.
     state: RefCell<WhisperState>,
     pub multilingual: bool,
+    /// Where whisper.cpp actually runs, as it said while loading.
+    pub backend: Backend,
+}
+
+/// Whether whisper.cpp was built with a GPU backend (the `cuda` feature).
+pub const GPU_BACKEND_BUILT: bool = cfg!(feature = "cuda");
+
+/// The device whisper.cpp chose while loading a model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Backend {
+    /// A GPU backend, by ggml's device name (`CUDA0`).
+    Gpu(String),
+    /// The CPU; when a GPU was asked for, why it is not used (whisper.cpp's and ggml's words).
+    Cpu { gpu_fallback: Option<String> },
+}
+
+/// Reads whisper.cpp's load log (`whisper_backend_init_gpu: using CUDA0 backend`, or `no GPU
+/// found` / `failed to initialize ... backend`, after ggml's own CUDA errors). `gpu`: whether
+/// a GPU was asked for.
+fn backend_of(load_log: &str, gpu: bool) -> Backend {
+    let lines = || load_log.lines().map(str::trim);
+    let chosen = lines().find_map(|l| {
+        let rest = &l[l.find("whisper_backend_init_gpu: using ")?..];
+        let device = rest
+            .strip_prefix("whisper_backend_init_gpu: using ")?
+            .strip_suffix(" backend")?;
+        Some(device.to_string())
+    });
+    match chosen {
+        Some(device) if gpu && !load_log.contains(&format!("failed to initialize {device}")) => {
+            Backend::Gpu(device)
+        }
+        _ if !gpu => Backend::Cpu { gpu_fallback: None },
+        _ => {
+            let why: Vec<&str> = lines()
+                .filter(|l| {
+                    l.contains("no GPU found")
+                        || l.contains("failed to initialize")
+                        || l.contains("ggml_cuda_init")
+                })
+                .collect();
+            Backend::Cpu {
+                gpu_fallback: Some(if why.is_empty() {
+                    "whisper.cpp chose no GPU backend".to_string()
+                } else {
+                    why.join("; ")
+                }),
+            }
+        }
+    }
+}
+
+/// Collects what whisper.cpp and ggml log (through whisper-rs's `tracing` hooks) on this
+/// thread while `f` runs, and passes it on to the process's own subscriber afterwards.
+fn with_load_log<T>(f: impl FnOnce() -> T) -> (T, String) {
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Clone, Default)]
+    struct Capture(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Capture {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            if let Ok(mut v) = self.0.lock() {
+                v.extend_from_slice(buf);
+            }
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    let capture = Capture::default();
+    let writer = capture.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .without_time()
+        .with_level(false)
+        .with_target(false)
+        .with_max_level(tracing::Level::INFO)
+        .finish();
+    let out = tracing::subscriber::with_default(subscriber, f);
+    let log = capture
+        .0
+        .lock()
+        .map(|v| String::from_utf8_lossy(&v).into_owned())
+        .unwrap_or_default();
+    for line in log.lines().filter(|l| !l.trim().is_empty()) {
+        tracing::debug!(target: "whisper_cpp", "{}", line.trim());
+    }
+    (out, log)
 }
 
 fn whisper_err(what: &str) -> impl Fn(whisper_rs::WhisperError) -> TranscribeError + '_ {
@@ -107,14 +198,26 @@ impl Engine {
             flash_attn,
             ..Default::default()
         };
-        let ctx = WhisperContext::new_with_params(model, params).map_err(|e| {
-            TranscribeError::Whisper(format!("cannot load {}: {e}", model.display()))
-        })?;
-        let multilingual = ctx.is_multilingual();
-        let state = ctx.create_state().map_err(whisper_err("state"))?;
+        // The GPU backend is chosen (or given up) while the context and the state are made.
+        let (loaded, load_log) = with_load_log(|| {
+            let ctx = WhisperContext::new_with_params(model, params).map_err(|e| {
+                TranscribeError::Whisper(format!("cannot load {}: {e}", model.display()))
+            })?;
+            let state = ctx.create_state().map_err(whisper_err("state"))?;
+            Ok::<_, TranscribeError>((ctx.is_multilingual(), state))
+        });
+        let (multilingual, state) = loaded?;
+        let backend = backend_of(&load_log, gpu);
+        if let Backend::Cpu {
+            gpu_fallback: Some(why),
+        } = &backend
+        {
+            tracing::warn!(%why, "whisper.cpp runs on the CPU although a GPU was asked for");
+        }
         Ok(Self {
             state: RefCell::new(state),
             multilingual,
+            backend,
         })
     }
 
@@ -220,6 +323,35 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_backend_is_what_whisper_cpp_said_while_loading() {
+        let cuda = "whisper_init_with_params_no_state: use gpu    = 1\n\
+            ggml_cuda_init: found 1 CUDA devices:\n\
+            whisper_backend_init_gpu: using CUDA0 backend\n\
+            whisper_init_state: kv self size  =    6.29 MB\n";
+        assert_eq!(backend_of(cuda, true), Backend::Gpu("CUDA0".into()));
+        let no_driver = "ggml_cuda_init: failed to initialize CUDA: CUDA driver version is insufficient for CUDA runtime version\n\
+            whisper_backend_init_gpu: no GPU found\n";
+        assert_eq!(
+            backend_of(no_driver, true),
+            Backend::Cpu {
+                gpu_fallback: Some("ggml_cuda_init: failed to initialize CUDA: CUDA driver version is insufficient for CUDA runtime version; whisper_backend_init_gpu: no GPU found".into())
+            }
+        );
+        let init_failed = "whisper_backend_init_gpu: using CUDA0 backend\n\
+            whisper_backend_init_gpu: failed to initialize CUDA0 backend\n";
+        assert!(
+            matches!(backend_of(init_failed, true), Backend::Cpu { gpu_fallback: Some(w) } if w.contains("failed to initialize CUDA0"))
+        );
+        assert_eq!(
+            backend_of("whisper_init_state: kv self size = 6.29 MB\n", true),
+            Backend::Cpu {
+                gpu_fallback: Some("whisper.cpp chose no GPU backend".into())
+            }
+        );
+        assert_eq!(backend_of(cuda, false), Backend::Cpu { gpu_fallback: None });
+    }
 
     #[test]
     fn the_cpu_build_is_read_from_whisper_cpps_system_info() {

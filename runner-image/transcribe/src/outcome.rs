@@ -47,8 +47,12 @@ pub struct TranscriptionInfo {
     pub whisper_model_fallback: Option<ModelChoice>,
     /// The weights loaded, e.g. `ggml-base-q8_0.bin` (the q8_0 variant on a CPU).
     pub whisper_model_file: String,
-    /// "cpu" or "gpu-cuda": where whisper.cpp ran.
+    /// "cpu" or "gpu-cuda": where whisper.cpp ran, as it said while loading the model.
     pub hardware_profile: String,
+    /// Why whisper.cpp runs on the CPU although the runner found a GPU (a build without CUDA, a
+    /// driver older than the CUDA runtime, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gpu_fallback: Option<String>,
     /// The SIMD level whisper.cpp was built for: `x86-64-v4` (AVX-512) or `x86-64-v3`.
     pub whisper_cpu_build: String,
     pub requested_subtitle_language: String,

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use crate::audio::{SAMPLE_RATE, decode_to_pcm16k};
 use crate::chunk::{self, ChunkConfig, Segment};
-use crate::engine::{DecodeOptions, Engine};
+use crate::engine::{Backend, DecodeOptions, Engine, GPU_BACKEND_BUILT};
 use crate::error::TranscribeError;
 use crate::outcome::{InternalGaps, TranscriptionInfo, TranscriptionOutcome, TranslationInfo};
 use crate::plan::{self, Translation};
@@ -60,7 +60,7 @@ impl ModelPaths {
 #[derive(Debug, Clone, Copy)]
 pub struct RunOptions {
     pub decode: DecodeOptions,
-    /// A GPU was found (NVML) and the `cuda` feature is compiled in: ask whisper.cpp for it.
+    /// A GPU was found (NVML): ask whisper.cpp for it, if this build has the `cuda` feature.
     pub gpu: bool,
     /// whisper.cpp's flash attention; None = on a GPU only. ggml's CPU kernel walks the
     /// keys one query row at a time (accumulating in f16): plain attention, two matrix
@@ -145,7 +145,9 @@ pub fn transcribe(
             params.stem
         )));
     }
-    let quantised = opts.prefer_q8_0 && !opts.gpu;
+    // Whether whisper.cpp will try the GPU: the model file and flash attention follow it.
+    let gpu = opts.gpu && GPU_BACKEND_BUILT;
+    let quantised = opts.prefer_q8_0 && !gpu;
     let installed = |n: &str| models.whisper_model(n).is_file();
     let choice = plan::choose_model(
         params.model.as_deref(),
@@ -195,8 +197,22 @@ pub fn transcribe(
     let cfg = ChunkConfig::seconds(SAMPLE_RATE, opts.window_seconds, 5.0, opts.overlap_seconds);
     let windows = chunk::plan(&speech, &cfg, &levels, frame);
 
-    let weights = models.whisper_model(&plan::weights_file(&choice.name, quantised, installed));
-    let engine = Engine::load(&weights, opts.gpu, opts.flash_attn.unwrap_or(opts.gpu))?;
+    let load = |gpu: bool| {
+        let quantised = opts.prefer_q8_0 && !gpu;
+        let weights = models.whisper_model(&plan::weights_file(&choice.name, quantised, installed));
+        Engine::load(&weights, gpu, opts.flash_attn.unwrap_or(gpu)).map(|e| (e, weights))
+    };
+    let (mut engine, mut weights) = load(gpu)?;
+    if let Backend::Cpu {
+        gpu_fallback: Some(_),
+    } = &engine.backend
+    {
+        // No GPU after all: the CPU's settings (q8_0 weights, no flash attention) are 1.5 to
+        // 3 times faster there than the GPU's. The reason stays for the report.
+        let fallback = engine.backend.clone();
+        (engine, weights) = load(false)?;
+        engine.backend = fallback;
+    }
     progress(0.1);
     let detected = match (windows.first(), params.source_language.as_str()) {
         (None, _) => None,
@@ -310,10 +326,16 @@ pub fn transcribe(
         whisper_model_file: weights
             .file_name()
             .map_or_else(String::new, |f| f.to_string_lossy().into_owned()),
-        hardware_profile: if opts.gpu && cfg!(feature = "cuda") {
-            "gpu-cuda".into()
-        } else {
-            "cpu".into()
+        hardware_profile: match &engine.backend {
+            Backend::Gpu(_) => "gpu-cuda".into(),
+            Backend::Cpu { .. } => "cpu".into(),
+        },
+        gpu_fallback: match &engine.backend {
+            Backend::Cpu { .. } if opts.gpu && !gpu => {
+                Some("this build of whisper.cpp has no CUDA backend".into())
+            }
+            Backend::Cpu { gpu_fallback } => gpu_fallback.clone(),
+            Backend::Gpu(_) => None,
         },
         whisper_cpu_build: crate::engine::cpu_build().into(),
         requested_subtitle_language: params.language.clone(),

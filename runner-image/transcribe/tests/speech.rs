@@ -300,3 +300,41 @@ fn long_audio_is_windowed_with_monotonic_times() {
     }
     assert!(o.info.coverage.ok, "{:?}", o.info.coverage);
 }
+
+/// A GPU asked for where whisper.cpp cannot use one: the text is the same, on the CPU with the
+/// CPU's settings, and `gpu_fallback` says why. Without the `cuda` feature the build has no GPU backend; with it
+/// (`cargo test --features cuda`, run by hand: docs/transcription.md, "GPU") on a machine
+/// without an NVIDIA driver, ggml's CUDA initialisation fails and whisper.cpp says so.
+#[test]
+fn a_gpu_whisper_cpp_cannot_use_falls_back_to_the_cpu_and_says_why() {
+    let _turn = whisper_turn();
+    let dir = tempdir();
+    let wav = speech_wav(dir.path(), "en", "en-us", 150, "Welcome to the lecture.");
+    let o = transcribe(
+        &wav,
+        &dir.path().join("out"),
+        &params("gpu", "en", "en", Some("base")),
+        &models(),
+        &esup_transcribe::RunOptions {
+            gpu: true,
+            ..options()
+        },
+        |_| {},
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(o.info.hardware_profile, "cpu");
+    assert_eq!(
+        o.info.whisper_model_file, "ggml-base-q8_0.bin",
+        "the CPU's weights, not the GPU's f16"
+    );
+    let why = o.info.gpu_fallback.clone().unwrap_or_default();
+    if esup_transcribe::engine::GPU_BACKEND_BUILT {
+        assert!(
+            why.contains("ggml_cuda_init") || why.contains("no GPU found"),
+            "{why:?}"
+        );
+    } else {
+        assert_eq!(why, "this build of whisper.cpp has no CUDA backend");
+    }
+    assert!(o.text.to_lowercase().contains("welcome"), "{}", o.text);
+}
