@@ -29,29 +29,7 @@ use crate::studio::{STUDIO_BASE, mix_settings};
 use crate::timeline::{overview, window};
 
 /// The log written to `encoding.log` and sent as `script_output`.
-#[derive(Clone, Default)]
-pub struct Log(Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl Write for Log {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        if let Ok(mut v) = self.0.lock() {
-            v.extend_from_slice(buf);
-        }
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Log {
-    pub fn text(&self) -> String {
-        self.0
-            .lock()
-            .map(|v| String::from_utf8_lossy(&v).into_owned())
-            .unwrap_or_default()
-    }
-}
+pub use esup_transcribe::shared_log::SharedLog as Log;
 
 /// What the runner was asked to do.
 #[derive(Debug, Clone)]

@@ -145,23 +145,7 @@ fn backend_of(load_log: &str, gpu: bool) -> Backend {
 /// Collects what whisper.cpp and ggml log (through whisper-rs's `tracing` hooks) on this
 /// thread while `f` runs, and passes it on to the process's own subscriber afterwards.
 fn with_load_log<T>(f: impl FnOnce() -> T) -> (T, String) {
-    use std::sync::{Arc, Mutex};
-
-    #[derive(Clone, Default)]
-    struct Capture(Arc<Mutex<Vec<u8>>>);
-    impl std::io::Write for Capture {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            if let Ok(mut v) = self.0.lock() {
-                v.extend_from_slice(buf);
-            }
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
-    let capture = Capture::default();
+    let capture = crate::shared_log::SharedLog::default();
     let writer = capture.clone();
     let subscriber = tracing_subscriber::fmt()
         .with_writer(move || writer.clone())
@@ -172,11 +156,7 @@ fn with_load_log<T>(f: impl FnOnce() -> T) -> (T, String) {
         .with_max_level(tracing::Level::INFO)
         .finish();
     let out = tracing::subscriber::with_default(subscriber, f);
-    let log = capture
-        .0
-        .lock()
-        .map(|v| String::from_utf8_lossy(&v).into_owned())
-        .unwrap_or_default();
+    let log = capture.text();
     for line in log.lines().filter(|l| !l.trim().is_empty()) {
         tracing::debug!(target: "whisper_cpp", "{}", line.trim());
     }

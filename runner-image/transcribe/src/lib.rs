@@ -15,6 +15,7 @@ mod outcome;
 pub mod plan;
 pub mod repetition;
 mod run;
+pub mod shared_log;
 pub mod translate;
 pub mod vad;
 pub mod vtt;
