@@ -302,9 +302,10 @@ fn long_audio_is_windowed_with_monotonic_times() {
 }
 
 /// A GPU asked for where whisper.cpp cannot use one: the text is the same, on the CPU with the
-/// CPU's settings, and `gpu_fallback` says why. Without the `cuda` feature the build has no GPU backend; with it
-/// (`cargo test --features cuda`, run by hand: docs/transcription.md, "GPU") on a machine
-/// without an NVIDIA driver, ggml's CUDA initialisation fails and whisper.cpp says so.
+/// CPU's settings, and `gpu_fallback` says why. Without the `cuda` feature the build has no GPU
+/// backend. With it (`cargo test --profile release-cuda --features cuda`, run by hand with the
+/// environment runner-image/build-runner sets for its CUDA build) on a machine without an
+/// NVIDIA driver, ggml's CUDA initialisation fails and whisper.cpp says so.
 #[test]
 fn a_gpu_whisper_cpp_cannot_use_falls_back_to_the_cpu_and_says_why() {
     let _turn = whisper_turn();
