@@ -45,6 +45,10 @@ fn exec_better_build(force_cpu: bool) {
     use esup_runner::runner_build::{BUILD_ENV, better_build, cpu_has_x86_64_v4};
     use std::os::unix::process::CommandExt;
 
+    // Chosen already (this process was exec'd), or kept by hand.
+    if std::env::var_os(BUILD_ENV).is_some() {
+        return;
+    }
     let current = match std::env::current_exe() {
         Ok(path) => path,
         Err(error) => {
@@ -52,10 +56,6 @@ fn exec_better_build(force_cpu: bool) {
             return;
         }
     };
-    // Chosen already (this process was exec'd), or kept by hand.
-    if std::env::var_os(BUILD_ENV).is_some() {
-        return;
-    }
     let gpu_found = !force_cpu && esup_runner::gpu::detect().is_ok();
     let Some((build, path)) = better_build(&current, gpu_found, cpu_has_x86_64_v4()) else {
         return;

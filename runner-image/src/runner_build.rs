@@ -17,10 +17,9 @@ use std::path::{Path, PathBuf};
 /// by hand (`x86-64-v3`) to keep the portable build.
 pub const BUILD_ENV: &str = "ESUP_RUNNER_BUILD";
 
+/// The builds `esup-runner` (the portable one, x86-64-v3) may hand the transcription to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RunnerBuild {
-    /// x86-64-v3: every node the runner supports.
-    Portable,
     /// x86-64-v4: AVX-512 F, BW, CD, DQ and VL (Skylake-SP and later Xeons, Zen 4 and later).
     X86_64V4,
     /// whisper.cpp on CUDA, for nodes where NVML finds a GPU.
@@ -30,7 +29,6 @@ pub enum RunnerBuild {
 impl RunnerBuild {
     pub fn name(self) -> &'static str {
         match self {
-            Self::Portable => "x86-64-v3",
             Self::X86_64V4 => "x86-64-v4",
             Self::Cuda => "cuda",
         }
@@ -39,7 +37,6 @@ impl RunnerBuild {
     /// Its file name, beside `esup-runner`.
     pub fn binary_name(self) -> &'static str {
         match self {
-            Self::Portable => "esup-runner",
             Self::X86_64V4 => "esup-runner-x86-64-v4",
             Self::Cuda => "esup-runner-cuda",
         }

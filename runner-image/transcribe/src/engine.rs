@@ -112,11 +112,8 @@ pub enum Backend {
 fn backend_of(load_log: &str, gpu: bool) -> Backend {
     let lines = || load_log.lines().map(str::trim);
     let chosen = lines().find_map(|l| {
-        let rest = &l[l.find("whisper_backend_init_gpu: using ")?..];
-        let device = rest
-            .strip_prefix("whisper_backend_init_gpu: using ")?
-            .strip_suffix(" backend")?;
-        Some(device.to_string())
+        let (_, rest) = l.split_once("whisper_backend_init_gpu: using ")?;
+        Some(rest.strip_suffix(" backend")?.to_string())
     });
     match chosen {
         Some(device) if gpu && !load_log.contains(&format!("failed to initialize {device}")) => {

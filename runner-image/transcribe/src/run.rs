@@ -147,7 +147,8 @@ pub fn transcribe(
     }
     // Whether whisper.cpp will try the GPU: the model file and flash attention follow it.
     let gpu = opts.gpu && GPU_BACKEND_BUILT;
-    let quantised = opts.prefer_q8_0 && !gpu;
+    let quantised_for = |gpu: bool| opts.prefer_q8_0 && !gpu;
+    let quantised = quantised_for(gpu);
     let installed = |n: &str| models.whisper_model(n).is_file();
     let choice = plan::choose_model(
         params.model.as_deref(),
@@ -198,8 +199,11 @@ pub fn transcribe(
     let windows = chunk::plan(&speech, &cfg, &levels, frame);
 
     let load = |gpu: bool| {
-        let quantised = opts.prefer_q8_0 && !gpu;
-        let weights = models.whisper_model(&plan::weights_file(&choice.name, quantised, installed));
+        let weights = models.whisper_model(&plan::weights_file(
+            &choice.name,
+            quantised_for(gpu),
+            installed,
+        ));
         Engine::load(&weights, gpu, opts.flash_attn.unwrap_or(gpu)).map(|e| (e, weights))
     };
     let (mut engine, mut weights) = load(gpu)?;
