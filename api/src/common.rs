@@ -97,7 +97,10 @@ pub struct SecretKeyRef {
     /// Key within the Secret's data.
     #[schemars(length(min = 1, max = 253), regex(pattern = r"^[-._a-zA-Z0-9]+$"))]
     pub key: String,
-    /// Namespace of the Secret; unset: the namespace of the webhook that submitted the task.
+    /// Namespace of the Secret; unset: the webhook's tenant-Secret namespace. The notifier
+    /// only uses a tenant Secret of that namespace labelled with the task's
+    /// `spec.requester.tenant`, under a `token` or `token-*` key; any other reference ends the
+    /// notification unsent (`NotifyTokenRefused`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 63))]
     pub namespace: Option<String>,

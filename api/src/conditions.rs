@@ -31,6 +31,8 @@ pub mod pool {
 pub mod reason {
     pub const WAITING_FOR_CAPACITY: &str = "WaitingForCapacity";
     pub const NO_ELIGIBLE_POOL: &str = "NoEligiblePool";
+    /// The task's namespace has no runner NetworkPolicy and the operator requires one.
+    pub const NO_RUNNER_NETWORK_POLICY: &str = "NoRunnerNetworkPolicy";
     pub const POOL_SUSPENDED: &str = "PoolSuspended";
     pub const TENANT_CAP_REACHED: &str = "TenantCapReached";
     pub const OVERFLOWED: &str = "Overflowed";

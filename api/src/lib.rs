@@ -14,6 +14,7 @@ pub mod runner;
 pub mod status;
 pub mod timecode;
 pub mod transcription;
+pub mod url_policy;
 pub mod wire;
 
 pub use common::{

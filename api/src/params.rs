@@ -42,6 +42,19 @@ pub enum TaskSpecFromRequest {
 }
 
 impl TaskSpecFromRequest {
+    /// Every URL of the spec that a runner fetches besides the source, with the name used in
+    /// messages: the webhook applies its URL policy to each, as to `source_url`.
+    pub fn asset_urls(&self) -> Vec<(&'static str, &str)> {
+        match self {
+            Self::Encoding(spec) => spec
+                .dressing
+                .as_ref()
+                .map(dressing_urls)
+                .unwrap_or_default(),
+            Self::Transcription(_) => Vec::new(),
+        }
+    }
+
     pub fn task_type(&self) -> TaskType {
         match self {
             Self::Encoding(spec) => spec.task_type(),
@@ -679,6 +692,22 @@ fn cut(value: &Value) -> Result<Cut, ParamError> {
     })
 }
 
+/// The dressing's URLs, named by their `dressing` keys: what the webhook and the runner check
+/// with the URL policy and name in their refusals.
+pub fn dressing_urls(dressing: &Dressing) -> Vec<(&'static str, &str)> {
+    let mut urls = Vec::new();
+    if let Some(w) = &dressing.watermark {
+        urls.push(("dressing.watermark", w.url.as_str()));
+    }
+    if let Some(c) = &dressing.opening_credits {
+        urls.push(("dressing.opening_credits_video", c.url.as_str()));
+    }
+    if let Some(c) = &dressing.ending_credits {
+        urls.push(("dressing.ending_credits_video", c.url.as_str()));
+    }
+    urls
+}
+
 /// Esup-Pod's `dressing`. Keys of the reference runner: `watermark` (URL),
 /// `watermark_position_orig` (else `watermark_position`, which older Esup-Pod sent as a
 /// French label), `watermark_opacity` ("0"–"100"), `opening_credits`/`ending_credits` (slugs)
@@ -1161,6 +1190,25 @@ mod tests {
             assert!(http_url(bad, 4096).is_err(), "{bad}");
         }
         assert!(http_url("https://pod.example/aaaa", 20).is_err());
+    }
+
+    #[test]
+    fn dressing_urls_are_listed_for_the_url_policy() {
+        let value = serde_json::json!({
+            "watermark": "http://169.254.169.254/logo.png",
+            "ending_credits_video": "https://pod.test/outro.mp4",
+        });
+        let d = dressing(&value).unwrap().unwrap();
+        assert_eq!(
+            dressing_urls(&d),
+            [
+                ("dressing.watermark", "http://169.254.169.254/logo.png"),
+                (
+                    "dressing.ending_credits_video",
+                    "https://pod.test/outro.mp4"
+                ),
+            ]
+        );
     }
 
     #[test]

@@ -71,7 +71,9 @@ pub struct RunnerPoolSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 512))]
     pub image: Option<String>,
-    /// RuntimeClass of runner pods, e.g. "nvidia" where the NVIDIA runtime is not the default.
+    /// RuntimeClass of runner pods: a sandbox such as gVisor ("gvisor", runsc) or Kata
+    /// Containers ("kata") to isolate the parsing of uploaded media from the node's kernel, or
+    /// "nvidia" where the NVIDIA runtime is not the default. The RuntimeClass must exist.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 253), regex(pattern = crate::NAME_PATTERN))]
     pub runtime_class_name: Option<String>,

@@ -34,8 +34,70 @@ pub mod env {
     pub const POOL: &str = "ESUP_POOL";
     /// Base URL of the task's runner callbacks on the webhook (completion, progress, upload).
     pub const CALLBACK_URL: &str = "ESUP_CALLBACK_URL";
-    /// Bearer token of those callbacks: a per-task secret.
+    /// Bearer token of those callbacks: a per-launch secret, `<launch>.<random hex>`.
     pub const CALLBACK_TOKEN: &str = "ESUP_CALLBACK_TOKEN";
+}
+
+/// A launch's callback token: `<launch>.<secret>`. The launch travels inside the bearer, so a
+/// runner needs no other header to say which attempt it is, and cannot claim another launch
+/// without that launch's secret (the webhook compares the whole token).
+pub fn callback_token(launch: u32, secret: &str) -> String {
+    format!("{launch}.{secret}")
+}
+
+/// The launch a callback token names; `None` for a token without one (or launch 0).
+pub fn callback_token_launch(token: &str) -> Option<u32> {
+    let (launch, secret) = token.split_once('.')?;
+    let valid = !secret.is_empty()
+        && !launch.is_empty()
+        && launch.len() <= 10
+        && launch.bytes().all(|b| b.is_ascii_digit())
+        && !launch.starts_with('0');
+    valid.then(|| launch.parse().ok()).flatten()
+}
+
+/// Why a runner callback is refused although its token is right.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Fenced {
+    /// A later launch of the task exists: this runner is a leftover (a Job the operator gave
+    /// up on, a node that came back after a partition).
+    #[error("launch {launch} was superseded by launch {current}; its reports are refused")]
+    Superseded { launch: u32, current: u32 },
+    /// The task reached a terminal phase: its result is final.
+    #[error("the task has ended ({phase:?}); its results are final")]
+    Ended { phase: crate::status::TaskPhase },
+}
+
+impl Fenced {
+    /// Stable label for metrics, logs and API errors.
+    pub const fn category(self) -> &'static str {
+        match self {
+            Self::Superseded { .. } => "LaunchSuperseded",
+            Self::Ended { .. } => "TaskEnded",
+        }
+    }
+}
+
+/// The fence of runner callbacks: whether launch `launch` may still report on a task whose
+/// latest launch is `current_launch` (`status.launches`) and whose phase is `phase`. Only the
+/// latest launch of a task that has not ended may write. A launch above `current_launch` is
+/// let through: its token was checked against a Secret the operator creates just before the
+/// Job, so a status (or a cache of it) that does not show that launch yet is only behind.
+pub fn fence(
+    launch: u32,
+    current_launch: u32,
+    phase: crate::status::TaskPhase,
+) -> Result<(), Fenced> {
+    if phase.is_terminal() {
+        return Err(Fenced::Ended { phase });
+    }
+    if launch < current_launch {
+        return Err(Fenced::Superseded {
+            launch,
+            current: current_launch,
+        });
+    }
+    Ok(())
 }
 
 /// What the runner posts to the webhook when it is done: the end of the task as Esup-Pod will
@@ -202,6 +264,58 @@ pub fn safe_result_path(path: &str) -> Result<&str, PathError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fence_lets_only_the_latest_launch_of_a_live_task_write() {
+        use crate::status::TaskPhase::*;
+        assert_eq!(fence(2, 2, Running), Ok(()));
+        assert_eq!(fence(1, 1, Admitted), Ok(()));
+        // The status (or a cache of it) may lag behind the operator's latest launch.
+        assert_eq!(fence(3, 2, Running), Ok(()));
+        assert_eq!(
+            fence(1, 2, Running),
+            Err(Fenced::Superseded {
+                launch: 1,
+                current: 2
+            })
+        );
+        assert_eq!(
+            fence(1, 2, Queued),
+            Err(Fenced::Superseded {
+                launch: 1,
+                current: 2
+            })
+        );
+        for phase in [Succeeded, Failed, TimedOut] {
+            assert_eq!(fence(2, 2, phase), Err(Fenced::Ended { phase }));
+            assert_eq!(fence(1, 2, phase), Err(Fenced::Ended { phase }));
+        }
+        assert_eq!(
+            fence(1, 2, Running).unwrap_err().category(),
+            "LaunchSuperseded"
+        );
+        assert_eq!(fence(1, 1, Failed).unwrap_err().category(), "TaskEnded");
+    }
+
+    #[test]
+    fn callback_tokens_carry_their_launch() {
+        let token = callback_token(12, "ab12");
+        assert_eq!(token, "12.ab12");
+        assert_eq!(callback_token_launch(&token), Some(12));
+        for bad in [
+            "",
+            "ab12",
+            ".ab12",
+            "3.",
+            "0.ab",
+            "03.ab",
+            "x.ab",
+            "-1.ab",
+            "99999999999.ab",
+        ] {
+            assert_eq!(callback_token_launch(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn safe_result_paths() {

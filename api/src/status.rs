@@ -63,6 +63,11 @@ pub struct TaskStatus {
     /// Attempts charged so far (evictions and preemptions are not charged).
     #[serde(default)]
     pub attempts: u32,
+    /// Evictions and node losses retried without charge so far. Past a small allowance they
+    /// are charged, so that a media file that makes its nodes run out of memory or disk cannot
+    /// loop for ever.
+    #[serde(default)]
+    pub free_disruptions: u32,
     /// Jobs launched so far, charged or not. The n-th Job of a task is named after n, so a
     /// restarted operator recreates a missing Job under the same name instead of a second one.
     #[serde(default)]
@@ -199,13 +204,33 @@ pub struct TaskResult {
     /// Which hardware did the work.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hardware: Option<HardwareReport>,
-    /// The end of the runner's output (Esup-Pod's `script_output`), at most 64 KiB, sent with
-    /// the notification and shown in Esup-Pod's task log.
+    /// Launch (1-based, `launches` when it ran) whose runner reported this result: the files
+    /// served are that launch's. Unset on results recorded before per-launch storage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub launch: Option<u32>,
+    /// Legacy: the end of the runner's output, inline. No longer written: results keep it in
+    /// the result store (`scriptOutputRef`) so that retained tasks stay small in etcd and in
+    /// every watch cache; still read from results recorded before.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 65536))]
     pub script_output: Option<String>,
+    /// Where the end of the runner's output (Esup-Pod's `script_output`, at most 64 KiB, sent
+    /// with the notification and shown in Esup-Pod's task log) is kept in the result store.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub script_output_ref: Option<ScriptOutputRef>,
     /// When the runner reported the result.
     pub report_time: Time,
+}
+
+/// The runner's output, kept in the result store beside the launch's files.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ScriptOutputRef {
+    /// Key in the result store, relative to its root or prefix, e.g. `<uid>/2/script_output`.
+    #[schemars(length(min = 1, max = 256))]
+    pub key: String,
+    /// Size in bytes (UTF-8).
+    pub size_bytes: u64,
 }
 
 /// One result file.

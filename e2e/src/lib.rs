@@ -165,6 +165,8 @@ pub fn webhook_binary() -> PathBuf {
 pub struct WebhookProcess {
     child: tokio::process::Child,
     pub base_url: String,
+    /// Base URL of its metrics port (`/metrics`, `/healthz`, `/readyz`), on loopback.
+    pub metrics_url: String,
     pub results_dir: PathBuf,
 }
 
@@ -195,6 +197,10 @@ impl WebhookProcess {
     pub async fn start_with(name: &str, options: WebhookOptions) -> Self {
         let gateway = std::env::var("ESUP_POD_GATEWAY").unwrap_or_else(|_| "10.244.0.1".to_owned());
         let port = options.port.unwrap_or_else(free_gateway_port);
+        let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|probe| probe.local_addr())
+            .expect("a free loopback port")
+            .port();
         let results_dir = std::env::temp_dir().join(format!("esup-e2e-results-{name}"));
         if !options.keep_results {
             let _ = std::fs::remove_dir_all(&results_dir);
@@ -215,10 +221,16 @@ impl WebhookProcess {
             ])
             .arg("--results-dir")
             .arg(&results_dir)
+            .args(["--metrics-listen", &format!("127.0.0.1:{metrics_port}")])
             .args([
                 "--private-networks",
                 "10.244.0.0/24",
                 "--rate-limit-per-minute",
+                "100000",
+                // The tests' anonymous and failing calls (the fuzz run) and their runners.
+                "--anonymous-rate-limit-per-minute",
+                "100000",
+                "--callback-rate-limit-per-minute",
                 "100000",
             ])
             .args(["--results-sweep", "2s"])
@@ -246,6 +258,7 @@ impl WebhookProcess {
         Self {
             child,
             base_url,
+            metrics_url: format!("http://127.0.0.1:{metrics_port}"),
             results_dir,
         }
     }

@@ -16,6 +16,7 @@ use esup_e2e::{
 };
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::{Client, ResourceExt};
 
@@ -466,6 +467,124 @@ async fn suspending_a_pool_stops_admissions() {
         .unwrap();
     fx.wait_phase("held", TaskPhase::Succeeded, Duration::from_secs(60))
         .await;
+    fx.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_task_that_no_longer_decodes_is_skipped_with_an_event_and_others_run() {
+    // A stored object this release cannot read: as left by an older CRD version or a value a
+    // newer release narrowed. Made here by loosening the CRD's spec schema for one create,
+    // then restoring the real CRD (the stored object stays as written).
+    // reqwest is built without a TLS provider of its own (plain HTTP here): name ring.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut fx = Fixture::new("esup-e2e-undecodable").await;
+    let crds: Api<CustomResourceDefinition> = Api::all(fx.client.clone());
+    let name = "transcriptiontasks.runner.esup-portail.org";
+    let mut loose = esup_operator::crdgen::definitions()
+        .into_iter()
+        .find(|c| c.name_any() == name)
+        .unwrap();
+    let schema = loose.spec.versions[0].schema.as_mut().unwrap();
+    let root = schema.open_api_v3_schema.as_mut().unwrap();
+    root.properties.as_mut().unwrap().insert(
+        "spec".to_owned(),
+        serde_json::from_value(
+            serde_json::json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true}),
+        )
+        .unwrap(),
+    );
+    crds.patch(
+        name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&loose),
+    )
+    .await
+    .unwrap();
+    let bad = serde_json::json!({
+        "apiVersion": "runner.esup-portail.org/v1alpha1", "kind": "TranscriptionTask",
+        "metadata": {"name": "narrowed", "namespace": fx.ns},
+        "spec": {"source": {"url": "http://media.test/a.mp3"}, "language": "fr", "priority": "Urgent",
+                 "requester": {"tenant": "univ-x", "etabName": "Université X", "appName": "Esup-Pod"}},
+    });
+    let dynamic: Api<kube::api::DynamicObject> = Api::namespaced_with(
+        fx.client.clone(),
+        &fx.ns,
+        &kube::discovery::ApiResource::erase::<TranscriptionTask>(&()),
+    );
+    wait_for(Duration::from_secs(30), "the loose schema to serve", || {
+        let (dynamic, bad) = (dynamic.clone(), bad.clone());
+        async move {
+            let object: kube::api::DynamicObject = serde_json::from_value(bad).ok()?;
+            dynamic
+                .patch(
+                    "narrowed",
+                    &PatchParams::apply(FIELD_MANAGER).force(),
+                    &Patch::Apply(&object),
+                )
+                .await
+                .ok()
+        }
+    })
+    .await;
+    install_crds(&fx.client).await;
+    assert!(
+        fx.transcriptions()
+            .list(&ListParams::default())
+            .await
+            .is_err(),
+        "the typed list fails on the stored object, as a typed watch does"
+    );
+
+    fx.pool(
+        "e2e-undecodable",
+        serde_json::json!({"taskTypes": ["Transcription"], "priority": 1, "maxConcurrency": 1}),
+    )
+    .await;
+    let _operator = fx.operator("e2e-undecodable", "e2e-undecodable-1");
+    fx.transcription(
+        "readable",
+        &["e2e-undecodable"],
+        0.5,
+        0,
+        serde_json::json!({}),
+    )
+    .await;
+    fx.wait_phase("readable", TaskPhase::Succeeded, Duration::from_secs(90))
+        .await;
+    let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(fx.client.clone(), &fx.ns);
+    wait_for(
+        Duration::from_secs(30),
+        "a Warning Event on the skipped task",
+        || async {
+            events
+                .list(&ListParams::default().fields("involvedObject.name=narrowed"))
+                .await
+                .ok()?
+                .items
+                .into_iter()
+                .find(|e| {
+                    e.reason.as_deref() == Some("UndecodableObject")
+                        && e.type_.as_deref() == Some("Warning")
+                })
+        },
+    )
+    .await;
+    // The webhook's caches skip it too: it opens its API port only once they have listed.
+    let webhook = esup_e2e::WebhookProcess::start("e2e-undecodable").await;
+    let metrics = reqwest::get(format!("{}/metrics", webhook.metrics_url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(r#"esup_watch_undecodable_objects_total{kind="TranscriptionTask"}"#),
+        "{metrics}"
+    );
+    dynamic
+        .delete("narrowed", &DeleteParams::default())
+        .await
+        .unwrap();
     fx.cleanup().await;
 }
 

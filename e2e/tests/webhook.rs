@@ -18,6 +18,8 @@ use sha2::{Digest, Sha256};
 
 const TOKEN: &str = "e2e-token-univ-wh";
 const OTHER_TOKEN: &str = "e2e-token-univ-other";
+/// A tenant sharing `NS` with univ-wh (two institutions in one namespace).
+const SHARING_TOKEN: &str = "e2e-token-univ-sharing";
 const NS: &str = "esup-e2e-wh";
 
 struct Env {
@@ -74,6 +76,16 @@ async fn setup() -> Env {
         10,
     )
     .await;
+    // No pool lists univ-sharing: its tasks stay queued and never take univ-wh's slots.
+    tenant_secret(
+        &client,
+        "e2e-wh-sharing",
+        "univ-sharing",
+        SHARING_TOKEN,
+        NS,
+        10,
+    )
+    .await;
     let pool: RunnerPool = serde_json::from_value(serde_json::json!({
         "apiVersion": "runner.esup-portail.org/v1alpha1", "kind": "RunnerPool",
         "metadata": {"name": "e2e-wh"},
@@ -92,6 +104,7 @@ async fn setup() -> Env {
     let operator = OperatorProcess::start("e2e-wh", "e2e-wh-operator", &webhook.base_url);
     let http = reqwest::Client::new();
     webhook.wait_for_token(TOKEN).await;
+    webhook.wait_for_token(SHARING_TOKEN).await;
     let base = webhook.base_url.clone();
     Env {
         http,
@@ -162,7 +175,7 @@ impl Env {
 
     async fn callback_token(&self, id: &str) -> String {
         let secret = Api::<Secret>::namespaced(self.client.clone(), NS)
-            .get(&format!("trans-{id}-cb"))
+            .get(&format!("trans-{id}-cb1"))
             .await
             .unwrap();
         String::from_utf8(secret.data.unwrap()["token"].0.clone()).unwrap()
@@ -217,6 +230,27 @@ async fn esup_pod_exchanges_runner_callbacks_and_hostile_input() {
         "in-flight duplicate answered with the same task"
     );
 
+    // Two tenants sharing a namespace: the same request is two tasks, each tenant's own.
+    let r = env.execute(&body, SHARING_TOKEN).await;
+    assert_eq!(r.status(), 200);
+    let json: serde_json::Value = r.json().await.unwrap();
+    let sharing_id = json["task_id"].as_str().unwrap().to_owned();
+    assert_ne!(sharing_id, id, "de-duplication is per tenant");
+    for (token, own, other) in [(TOKEN, &id, &sharing_id), (SHARING_TOKEN, &sharing_id, &id)] {
+        let status = |task: &str| {
+            env.http
+                .get(format!("{}/task/status/{task}", env.base))
+                .bearer_auth(token)
+                .send()
+        };
+        assert_eq!(status(own).await.unwrap().status(), 200);
+        assert_eq!(status(other).await.unwrap().status(), 404);
+    }
+    Api::<TranscriptionTask>::namespaced(env.client.clone(), NS)
+        .delete(&sharing_id, &DeleteParams::default())
+        .await
+        .unwrap();
+
     // C3: status without client_token; unknown → 404; another tenant cannot see it.
     let r = env.get(&format!("/task/status/{id}")).await;
     assert_eq!(r.status(), 200);
@@ -259,7 +293,7 @@ async fn esup_pod_exchanges_runner_callbacks_and_hostile_input() {
     let r = env
         .http
         .put(format!("{runner}/files/{encoded}"))
-        .bearer_auth("not-the-token")
+        .bearer_auth("1.not-the-token")
         .body(vtt.clone())
         .send()
         .await
@@ -324,6 +358,26 @@ async fn esup_pod_exchanges_runner_callbacks_and_hostile_input() {
 
     // C10: completed without a notify URL: status says so, then manifest and files.
     env.wait_status(&id, "completed").await;
+    // Fenced once ended: the repeat of its completion is acknowledged, an upload is a 409
+    // that leaves the served file as it was.
+    let r = env
+        .http
+        .post(format!("{runner}/completion"))
+        .bearer_auth(&token)
+        .json(&completion)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "a repeated completion is acknowledged");
+    let r = env
+        .http
+        .put(format!("{runner}/files/{encoded}"))
+        .bearer_auth(&token)
+        .body("replaced after the end")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 409, "no upload once the task has ended");
     let manifest: serde_json::Value = env
         .get(&format!("/task/result/{id}"))
         .await

@@ -83,8 +83,9 @@ async fn schemathesis_finds_no_server_error_and_no_undocumented_answer() {
     println!("fuzz run took {:?}", started.elapsed());
 
     // The webhook's own account of the run: many requests, none answered 5xx.
+    // On the metrics port: the API port serves no /metrics.
     let metrics = http
-        .get(format!("{base}/metrics"))
+        .get(format!("{}/metrics", webhook.metrics_url))
         .send()
         .await
         .expect("the webhook still answers after the run")

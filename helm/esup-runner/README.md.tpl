@@ -41,8 +41,9 @@ helm upgrade esup helm/esup-runner -n esup-system -f my-values.yaml   # first ti
   token.
 - **Pod Security `restricted`** in every pod of the chart and in the runner Jobs; namespaces the
   chart creates are labelled with `podSecurity.level`.
-- **NetworkPolicies**: the webhook accepts runner pods, Esup-Pod (`esupPodCIDRs`,
-  `webhookFrom`) and `metricsFrom`; the operator only `metricsFrom`; runner pods accept nothing
+- **NetworkPolicies**: the webhook's API port accepts runner pods and Esup-Pod (`esupPodCIDRs`,
+  `webhookFrom`), its metrics port (`webhook.metricsPort`: `/metrics`, `/healthz`, `/readyz`,
+  never routed by the Ingress) only `metricsFrom`; the operator only `metricsFrom`; runner pods accept nothing
   and reach only DNS, the webhook and `runnerEgress.sourceCIDRs` on `sourcePorts`.
 
 - **`values.schema.json` closes every object** (`additionalProperties: false`), so a misspelt

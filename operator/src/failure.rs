@@ -12,6 +12,9 @@ use crate::model::{JobInfo, PodInfo};
 /// long, and the message lands in conditions, Events and Esup-Pod's notification.
 pub const MAX_MESSAGE_LEN: usize = 1024;
 
+/// Evictions and node losses a task gets retried without charge; later ones are charged.
+pub const FREE_DISRUPTIONS: u32 = 2;
+
 const ELLIPSIS: &str = "…";
 
 /// What ended an attempt.
@@ -70,9 +73,18 @@ impl FailureClass {
     }
 
     /// Whether the attempt counts against `retry.maxAttempts`: not when the infrastructure
-    /// took the slot away from a task that did nothing wrong.
+    /// took the slot away from a task that did nothing wrong — within [`FREE_DISRUPTIONS`]
+    /// for the classes the task itself may have caused (see [`Self::free_disruption`]).
     pub const fn charged(self) -> bool {
         !matches!(self, Self::Evicted | Self::Preempted | Self::NodeLost)
+    }
+
+    /// Whether this uncharged class draws on the task's allowance of [`FREE_DISRUPTIONS`]:
+    /// node-pressure evictions and node losses may be the media's doing (a file that makes the
+    /// runner fill the node's memory or disk), so past the allowance they are charged.
+    /// Preemption is the scheduler's choice alone and stays free.
+    pub const fn free_disruption(self) -> bool {
+        matches!(self, Self::Evicted | Self::NodeLost)
     }
 
     /// Whether another attempt may succeed. Bad input stays bad, and an attempt that used its
@@ -964,6 +976,36 @@ mod tests {
         assert_eq!(
             failure.message,
             "runner exited with code 65 (invalid input): not a media file"
+        );
+    }
+
+    #[test]
+    fn the_runner_container_is_classified_not_a_sidecar() {
+        // A mesh injects its proxy first; it is still running when the runner was OOM-killed.
+        let mut pod = pod_json(
+            serde_json::json!({"terminated": {"exitCode": 137, "reason": "OOMKilled"}}),
+            serde_json::json!([]),
+        );
+        let statuses = pod
+            .status
+            .as_mut()
+            .and_then(|s| s.container_statuses.as_mut())
+            .unwrap();
+        let sidecar: k8s_openapi::api::core::v1::ContainerStatus =
+            serde_json::from_value(serde_json::json!({
+                "name": "istio-proxy", "image": "proxy", "imageID": "", "ready": true,
+                "restartCount": 0,
+                "state": {"running": {"startedAt": "2026-01-01T00:00:00Z"}},
+            }))
+            .unwrap();
+        statuses.insert(0, sidecar);
+        let info = PodInfo::from_object(&pod).unwrap();
+        assert_eq!(info.container.exit_code, Some(137));
+        assert!(!info.container.running);
+        let job = JobInfo::from_object(&job_json("BackoffLimitExceeded")).unwrap();
+        assert_eq!(
+            class_of(&classify_finished(&job, Some(&info))),
+            Some(OomKilled)
         );
     }
 

@@ -26,7 +26,7 @@ pub const GPU_PRODUCT_LABEL: &str = "nvidia.com/gpu.product";
 /// Well-known node label holding the node name, for avoiding nodes that failed.
 pub const HOSTNAME_LABEL: &str = "kubernetes.io/hostname";
 
-const CONTAINER_NAME: &str = "runner";
+const CONTAINER_NAME: &str = crate::model::RUNNER_CONTAINER;
 const SCRATCH_VOLUME: &str = "scratch";
 const SCRATCH_PATH: &str = "/scratch";
 const TMP_VOLUME: &str = "tmp";
@@ -61,6 +61,9 @@ pub struct RunnerConfig {
     /// models: mounted read-only at [`MODELS_PATH`] in transcription pods only, so an encoding
     /// never waits on a volume it does not read.
     pub models_claim: Option<String>,
+    /// The webhook's URL policy, which the runner applies to each fetch (source, dressing,
+    /// mediapackage tracks, redirects): given to runner containers as its environment.
+    pub url_policy: esup_api::url_policy::UrlPolicy,
 }
 
 /// One attempt to launch.
@@ -79,9 +82,11 @@ pub fn job_name(task: &Task, launch: u32) -> String {
     object_name(task, &launch.to_string())
 }
 
-/// Name of the task's callback Secret: one per task, shared by its attempts.
-pub fn callback_secret_name(task: &Task) -> String {
-    object_name(task, "cb")
+/// Name of the callback Secret of the task's `launch`-th Job. One per launch, so that a
+/// token fences its own attempt: the webhook refuses the reports of any launch but the
+/// latest (`esup_api::runner::fence`).
+pub fn callback_secret_name(task: &Task, launch: u32) -> String {
+    object_name(task, &format!("cb{launch}"))
 }
 
 /// `{prefix}-{name}-{suffix}` when that is a DNS-1123 label (Job names must be, since the
@@ -190,20 +195,26 @@ fn job_labels(launch: &Launch<'_>) -> BTreeMap<String, String> {
     out
 }
 
-/// The Secret holding the bearer token the task's runners present to the webhook.
-pub fn callback_secret(task: &Task, token: &str) -> Secret {
+/// The Secret holding the bearer token the runner of the task's `launch`-th Job presents to
+/// the webhook: `<launch>.<secret>` ([`esup_api::runner::callback_token`]). Owned by the task,
+/// not by its Job: it must exist before the Job (whose pod reads it at start), so the Job's
+/// uid is not known yet; the webhook's fence, not the Secret's lifetime, retires old launches,
+/// and deleting the task deletes them all.
+pub fn callback_secret(task: &Task, launch: u32, secret: &str) -> Secret {
+    let mut labels = task_labels(task);
+    labels.insert(labels::LAUNCH.to_owned(), launch.to_string());
     Secret {
         metadata: ObjectMeta {
-            name: Some(callback_secret_name(task)),
+            name: Some(callback_secret_name(task, launch)),
             namespace: Some(task.key.namespace.clone()),
-            labels: Some(task_labels(task)),
+            labels: Some(labels),
             owner_references: Some(vec![owner_reference(task)]),
             ..ObjectMeta::default()
         },
         type_: Some("Opaque".to_owned()),
         string_data: Some(BTreeMap::from([(
             CALLBACK_TOKEN_KEY.to_owned(),
-            token.to_owned(),
+            esup_api::runner::callback_token(launch, secret),
         )])),
         ..Secret::default()
     }
@@ -272,7 +283,7 @@ fn runner_env(launch: &Launch<'_>, config: &RunnerConfig) -> Vec<EnvVar> {
             value: None,
             value_from: Some(EnvVarSource {
                 secret_key_ref: Some(SecretKeySelector {
-                    name: callback_secret_name(task),
+                    name: callback_secret_name(task, launch.launch),
                     key: CALLBACK_TOKEN_KEY.to_owned(),
                     optional: None,
                 }),
@@ -280,6 +291,15 @@ fn runner_env(launch: &Launch<'_>, config: &RunnerConfig) -> Vec<EnvVar> {
             }),
         },
     ]
+    .into_iter()
+    .chain(
+        config
+            .url_policy
+            .to_env()
+            .into_iter()
+            .map(|(name, value)| plain_env(name, value)),
+    )
+    .collect()
 }
 
 /// The pool's resources plus its GPUs. Extended resources cannot be overcommitted, so they
@@ -593,6 +613,7 @@ mod tests {
             job_ttl_seconds: 3600,
             service_account: Some("esup-runner".to_owned()),
             models_claim: Some("esup-models".to_owned()),
+            url_policy: esup_api::url_policy::UrlPolicy::default(),
         }
     }
 
@@ -882,8 +903,12 @@ mod tests {
                 assert_eq!(&job, expected);
             }
             assert!(seen.insert(job.clone()), "{job} repeated");
-            let secret = callback_secret_name(&task);
-            assert!(is_dns_label(&secret) && secret.ends_with("-cb"), "{secret}");
+            let secret = callback_secret_name(&task, *launch);
+            assert!(
+                is_dns_label(&secret) && secret.ends_with(&format!("-cb{launch}")),
+                "{secret}"
+            );
+            assert!(seen.insert(secret.clone()), "{secret} repeated");
         }
         // A shortened name keeps the readable part and the hash.
         let task = encoding_task(Some(dotted), UID);
@@ -893,8 +918,8 @@ mod tests {
         );
         assert_eq!(uid_hash(UID).len(), 8);
         assert_eq!(
-            callback_secret_name(&task),
-            format!("enc-video-1234-lecture-{}-cb", uid_hash(UID))
+            callback_secret_name(&task, 2),
+            format!("enc-video-1234-lecture-{}-cb2", uid_hash(UID))
         );
         let task = transcription_task();
         assert_eq!(
@@ -1054,9 +1079,58 @@ mod tests {
     }
 
     #[test]
+    fn runner_env_carries_the_url_policy() {
+        let task = media_encoding_task();
+        let none = build(&task, &cpu_pool(), 1, &[]);
+        let names: Vec<&str> = container(&none)
+            .env
+            .iter()
+            .flatten()
+            .map(|e| e.name.as_str())
+            .collect();
+        assert!(
+            !names
+                .iter()
+                .any(|n| n.starts_with("ESUP_ALLOWED") || n.starts_with("ESUP_PRIVATE")),
+            "an empty policy sets nothing: {names:?}"
+        );
+        let config = RunnerConfig {
+            url_policy: esup_api::url_policy::UrlPolicy {
+                allowed_hosts: vec!["univ.fr".into(), "pod.example".into()],
+                private_hosts: vec!["pod.pod.svc.cluster.local".into()],
+                private_networks: vec![
+                    "10.96.0.0/12".parse().unwrap(),
+                    "10.244.0.1/32".parse().unwrap(),
+                ],
+            },
+            ..config()
+        };
+        let job = build_job(
+            &Launch {
+                task: &task,
+                pool: &cpu_pool(),
+                launch: 1,
+                avoid_nodes: &[],
+            },
+            &config,
+        );
+        for (name, value) in [
+            ("ESUP_ALLOWED_HOSTS", "univ.fr,pod.example"),
+            ("ESUP_PRIVATE_HOSTS", "pod.pod.svc.cluster.local"),
+            ("ESUP_PRIVATE_NETWORKS", "10.96.0.0/12,10.244.0.1/32"),
+        ] {
+            assert_eq!(
+                env_value(&job, name).value.as_deref(),
+                Some(value),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
     fn callback_env_and_secret() {
         let task = transcription_task();
-        let job = build(&task, &cpu_pool(), 1, &[]);
+        let job = build(&task, &cpu_pool(), 2, &[]);
         let ns = "pod-univ-x";
         let name = "9a1c5e2e-0d7b-4f0e-9d43-0f6f7b2a1c11";
         assert_eq!(
@@ -1073,26 +1147,34 @@ mod tests {
             .as_ref()
             .and_then(|v| v.secret_key_ref.as_ref())
             .unwrap();
-        assert_eq!(selector.name, callback_secret_name(&task));
+        // Each launch reads its own Secret.
+        assert_eq!(selector.name, callback_secret_name(&task, 2));
+        assert_ne!(
+            callback_secret_name(&task, 1),
+            callback_secret_name(&task, 2)
+        );
         assert_eq!(selector.key, "token");
         for (var, value) in [
             (env::TASK_KIND, "TranscriptionTask"),
             (env::TASK_NAMESPACE, ns),
             (env::TASK_NAME, name),
             (env::TASK_UID, UID),
-            (env::LAUNCH, "1"),
+            (env::LAUNCH, "2"),
             (env::POOL, "cpu"),
         ] {
             assert_eq!(env_value(&job, var).value.as_deref(), Some(value), "{var}");
         }
 
-        let secret = callback_secret(&task, "s3cr3t");
-        assert_eq!(secret.metadata.name, Some(callback_secret_name(&task)));
+        let secret = callback_secret(&task, 2, "s3cr3t");
+        assert_eq!(secret.metadata.name, Some(callback_secret_name(&task, 2)));
         assert_eq!(secret.metadata.namespace.as_deref(), Some(ns));
         assert_eq!(secret.type_.as_deref(), Some("Opaque"));
         assert_eq!(
             secret.string_data,
-            Some(BTreeMap::from([("token".to_owned(), "s3cr3t".to_owned())]))
+            Some(BTreeMap::from([(
+                "token".to_owned(),
+                "2.s3cr3t".to_owned()
+            )]))
         );
         assert_eq!(
             secret.metadata.owner_references,
@@ -1100,7 +1182,7 @@ mod tests {
         );
         let labels = secret.metadata.labels.unwrap();
         assert_eq!(labels.get(labels::TASK_UID).map(String::as_str), Some(UID));
-        assert!(!labels.contains_key(labels::LAUNCH));
+        assert_eq!(labels.get(labels::LAUNCH).map(String::as_str), Some("2"));
     }
 
     #[test]

@@ -19,3 +19,4 @@ pub mod model;
 pub mod runtime;
 pub mod schedule;
 pub mod status;
+pub mod watch_guard;

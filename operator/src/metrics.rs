@@ -85,6 +85,7 @@ pub struct Metrics {
     pass: Histogram,
     scheduler_tasks: Gauge,
     writes: Family<KindLabels, Counter>,
+    undecodable: Family<KindLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -109,6 +110,7 @@ impl Metrics {
             pass: Histogram::new(PASS_BUCKETS),
             scheduler_tasks: Gauge::default(),
             writes: Family::default(),
+            undecodable: Family::default(),
         };
         let registry = &mut metrics.registry;
         // Counters get `_total` and unit-registered metrics get `_seconds` from the encoder.
@@ -174,6 +176,11 @@ impl Metrics {
             "esup_api_writes",
             "Writes to the Kubernetes API, by kind (status, job, secret, event, delete)",
             metrics.writes.clone(),
+        );
+        registry.register(
+            "esup_watch_undecodable_objects",
+            "Objects a watch skipped because they do not decode, by kind (each also gets a Warning Event)",
+            metrics.undecodable.clone(),
         );
         metrics
     }
@@ -254,6 +261,12 @@ impl Metrics {
 
     pub fn inc_writes(&self, kind: &str) {
         self.writes
+            .get_or_create(&KindLabels { kind: kind.into() })
+            .inc();
+    }
+
+    pub fn inc_undecodable(&self, kind: &str) {
+        self.undecodable
             .get_or_create(&KindLabels { kind: kind.into() })
             .inc();
     }

@@ -28,6 +28,11 @@ pub mod labels {
     pub const TENANT: &str = "runner.esup-portail.org/tenant";
     /// Selector of everything the operator launched.
     pub const SELECTOR: &str = "app.kubernetes.io/managed-by=esup-operator";
+    /// Marks the NetworkPolicy that confines runner pods in a namespace (the chart's
+    /// `esup-runner` policy). With `--require-runner-network-policy`, tasks of a namespace
+    /// without one are not launched.
+    pub const RUNNER_POLICY: &str = "runner.esup-portail.org/runner-policy";
+    pub const RUNNER_POLICY_SELECTOR: &str = "runner.esup-portail.org/runner-policy=true";
 }
 
 /// The two namespaced task kinds.
@@ -377,6 +382,9 @@ pub struct ContainerInfo {
     pub running: bool,
 }
 
+/// Name of the container that runs the task in every runner pod.
+pub const RUNNER_CONTAINER: &str = "runner";
+
 /// A runner pod.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PodInfo {
@@ -393,7 +401,7 @@ pub struct PodInfo {
     /// Reason of a true `DisruptionTarget` condition (EvictionByEvictionAPI,
     /// PreemptionByScheduler, DeletionByTaintManager, TerminationByKubelet...).
     pub disruption: Option<String>,
-    /// The first container's state.
+    /// The `runner` container's state (never a sidecar's: a mesh may inject one first).
     pub container: ContainerInfo,
     pub started: Option<Timestamp>,
     pub deleting: bool,
@@ -409,10 +417,11 @@ impl PodInfo {
                 .find(|c| c.type_ == "DisruptionTarget" && c.status == "True")
                 .map(|c| c.reason.clone().unwrap_or_else(|| "Disrupted".to_owned()))
         });
-        let container = status
+        let runner = status
             .container_statuses
             .as_ref()
-            .and_then(|statuses| statuses.first())
+            .and_then(|statuses| statuses.iter().find(|cs| cs.name == RUNNER_CONTAINER));
+        let container = runner
             .and_then(|cs| cs.state.as_ref())
             .map(|state| ContainerInfo {
                 exit_code: state.terminated.as_ref().map(|t| t.exit_code),
@@ -435,10 +444,7 @@ impl PodInfo {
             disruption,
             container,
             // When the runner started, not when the kubelet accepted the pod (image pulls).
-            started: status
-                .container_statuses
-                .as_ref()
-                .and_then(|s| s.first())
+            started: runner
                 .and_then(|cs| cs.state.as_ref()?.running.as_ref()?.started_at.clone())
                 .or(status.start_time)
                 .map(|t| t.0),

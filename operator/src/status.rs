@@ -143,6 +143,7 @@ pub fn owned_equal(a: &TaskStatus, b: &TaskStatus, ignore_queue: bool) -> bool {
         job_name,
         node_name,
         attempts,
+        free_disruptions,
         launches,
         attempt_history,
         queue,
@@ -167,6 +168,7 @@ pub fn owned_equal(a: &TaskStatus, b: &TaskStatus, ignore_queue: bool) -> bool {
         && *job_name == b.job_name
         && *node_name == b.node_name
         && *attempts == b.attempts
+        && *free_disruptions == b.free_disruptions
         && *launches == b.launches
         && *attempt_history == b.attempt_history
         && (ignore_queue || *queue == b.queue)
@@ -336,6 +338,8 @@ mod tests {
             error_message: None,
             files: vec![],
             hardware: None,
+            launch: None,
+            script_output_ref: None,
             script_output: None,
             report_time: Time(ts(1)),
         });

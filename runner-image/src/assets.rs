@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use esup_api::encoding::Dressing;
 
-use crate::download::{DownloadPolicy, fetch};
+use crate::download::{DownloadPolicy, fetch, is_url_refusal};
 use crate::dress::Assets;
 use crate::error::RunnerError;
 use crate::mediapackage::{Mediapackage, Origin, parse, smil_cut};
@@ -33,9 +33,10 @@ fn local_name(url: &str, name: &str, fallback: &str) -> String {
 }
 
 /// A final problem with a dressing file is the dressing's: its own category, the URL in
-/// the message. Transient failures stay transient.
+/// the message. Transient failures and URL policy refusals (already named) stay as they are.
 fn recategorise(category: &'static str, what: &str, url: &str, e: RunnerError) -> RunnerError {
     match e {
+        e if is_url_refusal(&e) => e,
         RunnerError::InvalidInput { message, .. } => {
             RunnerError::invalid_input(category, format!("{what} {url}: {message}"))
         }
@@ -54,7 +55,11 @@ pub async fn fetch_dressing(
 ) -> Result<Assets, RunnerError> {
     let dir = work.join("dressing");
     std::fs::create_dir_all(&dir).map_err(io_error("work directory"))?;
-    let get = |category: &'static str, what: &'static str, url: String, name: String| {
+    let get = |category: &'static str,
+               what: &'static str,
+               field: &'static str,
+               url: String,
+               name: String| {
         let dir = dir.clone();
         async move {
             if is_http(source) && !is_http(&url) {
@@ -63,7 +68,7 @@ pub async fn fetch_dressing(
                     format!("{what} {url:?} is not an http(s) URL"),
                 ));
             }
-            fetch(&url, &dir, &name, policy)
+            fetch(field, &url, &dir, &name, policy)
                 .await
                 .map_err(|e| recategorise(category, what, &url, e))
         }
@@ -71,13 +76,28 @@ pub async fn fetch_dressing(
     let mut assets = Assets::default();
     if let Some(wm) = &dressing.watermark {
         let name = local_name(&wm.url, "watermark", "png");
-        let path = get("InvalidWatermark", "watermark", wm.url.clone(), name).await?;
+        let path = get(
+            "InvalidWatermark",
+            "watermark",
+            "dressing.watermark",
+            wm.url.clone(),
+            name,
+        )
+        .await?;
         writeln!(log, "watermark: {} ({})", wm.url, path.display()).ok();
         assets.watermark = Some((path, wm.clone()));
     }
-    for (which, credits) in [
-        ("opening", &dressing.opening_credits),
-        ("ending", &dressing.ending_credits),
+    for (which, credits, field) in [
+        (
+            "opening",
+            &dressing.opening_credits,
+            "dressing.opening_credits_video",
+        ),
+        (
+            "ending",
+            &dressing.ending_credits,
+            "dressing.ending_credits_video",
+        ),
     ] {
         let Some(c) = credits else { continue };
         let name = local_name(&c.url, &format!("{which}_credits"), "mp4");
@@ -86,7 +106,7 @@ pub async fn fetch_dressing(
         } else {
             "ending credits"
         };
-        let path = get("InvalidCredits", what, c.url.clone(), name).await?;
+        let path = get("InvalidCredits", what, field, c.url.clone(), name).await?;
         writeln!(log, "{what}: {} ({})", c.url, path.display()).ok();
         if which == "opening" {
             assets.opening = Some(path);
@@ -128,11 +148,9 @@ pub async fn fetch_recording(
 ) -> Result<Recording, RunnerError> {
     let small = DownloadPolicy {
         max_bytes: policy.max_bytes.min(MAX_XML_BYTES),
-        attempts: policy.attempts,
-        placeholder_attempts: policy.placeholder_attempts,
-        base_delay: policy.base_delay,
+        ..policy.clone()
     };
-    let xml_path = fetch(source, work, "mediapackage.xml", &small)
+    let xml_path = fetch("source_url", source, work, "mediapackage.xml", &small)
         .await
         .map_err(|e| recategorise("InvalidMediapackage", "mediapackage", source, e))?;
     let package = parse(&read_text(&xml_path, "the mediapackage")?).map_err(package_error)?;
@@ -145,7 +163,17 @@ pub async fn fetch_recording(
             let url = origin
                 .resolve("SMIL catalog", reference)
                 .map_err(package_error)?;
-            match fetch(&url, work, "cutting.smil", &small).await {
+            match fetch(
+                "mediapackage SMIL catalog",
+                &url,
+                work,
+                "cutting.smil",
+                &small,
+            )
+            .await
+            {
+                // A refused URL is an error, not a missing cut.
+                Err(e) if is_url_refusal(&e) => return Err(e),
                 Ok(path) => {
                     let cut = read_text(&path, "the SMIL catalog")
                         .ok()
@@ -182,9 +210,11 @@ pub async fn fetch_recording(
         }
         let dir = work.join(role);
         std::fs::create_dir_all(&dir).map_err(io_error("work directory"))?;
-        let path = fetch(&url, &dir, &file_name, policy)
+        let field = format!("mediapackage {role} track");
+        let path = fetch(&field, &url, &dir, &file_name, policy)
             .await
             .map_err(|e| match e {
+                e if is_url_refusal(&e) => e,
                 RunnerError::InvalidInput { category, message } => RunnerError::invalid_input(
                     category,
                     format!("the {role} track {url}: {message}"),

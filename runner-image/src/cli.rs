@@ -99,4 +99,32 @@ pub struct TaskArgs {
     /// Never use a GPU, even when NVML finds one.
     #[arg(long, env = "ESUP_FORCE_CPU")]
     pub force_cpu: bool,
+    /// URL policy of every fetch (source, dressing, mediapackage tracks and SMIL, each
+    /// redirect): when set, only these hosts (and subdomains). Comma-separated. The operator
+    /// passes the webhook's settings.
+    #[arg(long, env = "ESUP_ALLOWED_HOSTS", value_delimiter = ',')]
+    pub allowed_hosts: Vec<String>,
+    /// Hosts (and subdomains) allowed to resolve to private addresses. Comma-separated.
+    #[arg(long, env = "ESUP_PRIVATE_HOSTS", value_delimiter = ',')]
+    pub private_hosts: Vec<String>,
+    /// Private networks allowed as fetch targets, e.g. 10.96.0.0/12. Comma-separated CIDRs.
+    #[arg(long, env = "ESUP_PRIVATE_NETWORKS", value_delimiter = ',')]
+    pub private_networks: Vec<esup_api::url_policy::IpNet>,
+}
+
+impl TaskArgs {
+    /// The URL policy of this run's fetches.
+    pub fn url_policy(&self) -> esup_api::url_policy::UrlPolicy {
+        let non_empty = |list: &[String]| {
+            list.iter()
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+                .collect()
+        };
+        esup_api::url_policy::UrlPolicy {
+            allowed_hosts: non_empty(&self.allowed_hosts),
+            private_hosts: non_empty(&self.private_hosts),
+            private_networks: self.private_networks.clone(),
+        }
+    }
 }

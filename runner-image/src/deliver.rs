@@ -95,6 +95,26 @@ pub struct Callback {
 /// replaced (a rollout, a crash) without failing the task and encoding it all again.
 const ATTEMPTS: u32 = 8;
 
+/// Whether a webhook answer may pass on a later try. Besides 5xx: 408 and 429 (a busy or
+/// rate-limiting webhook), 425, and 404, which a replica whose task cache lags behind the
+/// task's creation answers for a task that exists. Failing the task on one of these would
+/// throw its whole encode away.
+pub fn retry_answer(status: u16) -> bool {
+    matches!(status, 404 | 408 | 425 | 429) || (500..600).contains(&status)
+}
+
+/// The wait a `Retry-After` header asks for, in seconds, capped at the backoff's cap.
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let seconds: u64 = headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(Duration::from_secs(seconds.min(30)))
+}
+
 fn transient(e: impl std::fmt::Display) -> RunnerError {
     RunnerError::transient("WebhookUnreachable", e.to_string())
 }
@@ -128,16 +148,18 @@ impl Callback {
         }
     }
 
-    /// Sends with retries on connection errors and 5xx; a 4xx is final.
+    /// Sends with retries on connection errors and transient answers ([`retry_answer`]);
+    /// any other 4xx is final.
     async fn send(
         &self,
         build: impl Fn() -> Result<reqwest::RequestBuilder, RunnerError>,
     ) -> Result<reqwest::Response, RunnerError> {
         let mut last = String::new();
         for attempt in 1..=ATTEMPTS {
+            let mut delay = crate::download::backoff(Duration::from_millis(500), attempt);
             match build()?.bearer_auth(&self.token).send().await {
                 Ok(r) if r.status().is_success() => return Ok(r),
-                Ok(r) if r.status().is_client_error() => {
+                Ok(r) if !retry_answer(r.status().as_u16()) => {
                     let status = r.status();
                     let body = r.text().await.unwrap_or_default();
                     return Err(RunnerError::invalid_input(
@@ -145,16 +167,17 @@ impl Callback {
                         format!("webhook answered {status}: {body}"),
                     ));
                 }
-                Ok(r) => last = format!("webhook answered {}", r.status()),
+                Ok(r) => {
+                    if let Some(asked) = retry_after(r.headers()) {
+                        delay = delay.max(asked);
+                    }
+                    last = format!("webhook answered {}", r.status());
+                }
                 Err(e) => last = e.to_string(),
             }
             tracing::warn!(attempt, error = %last, "webhook call failed");
             if attempt < ATTEMPTS {
-                tokio::time::sleep(crate::download::backoff(
-                    Duration::from_millis(500),
-                    attempt,
-                ))
-                .await;
+                tokio::time::sleep(delay).await;
             }
         }
         Err(transient(last))
@@ -203,6 +226,16 @@ use futures::TryStreamExt;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn transient_answers_are_retried_and_refusals_are_final() {
+        for status in [404, 408, 425, 429, 500, 502, 503, 504] {
+            assert!(retry_answer(status), "{status}");
+        }
+        for status in [400, 401, 403, 409, 413, 422] {
+            assert!(!retry_answer(status), "{status}");
+        }
+    }
 
     #[test]
     fn url_paths_are_escaped_per_segment() {

@@ -37,7 +37,8 @@ const PREFLIGHT_PACKETS: usize = 300;
 /// chroma format, no free decoder) is found before the pass starts, and the pass can use
 /// the CPU decoder from its first packet. Err: why, as one line.
 pub fn preflight(path: &Path, index: usize, name: &'static str) -> Result<Nvdec, String> {
-    let mut input = ff::format::input(path).map_err(|e| format!("{name}: reopening: {e}"))?;
+    let mut input =
+        crate::probe::open_safe(path, &[]).map_err(|e| format!("{name}: reopening: {e}"))?;
     let stream = input
         .stream(index)
         .ok_or_else(|| format!("{name}: no stream {index}"))?;

@@ -7,17 +7,29 @@ use ffmpeg_next as ff;
 use crate::error::RunnerError;
 use crate::media::{AudioInfo, MediaInfo, VideoInfo};
 
+/// The whitelists of every open of a media file: one definition, in esup-transcribe (which
+/// opens the transcription's source itself), used by every open of the runner too.
+pub use esup_transcribe::audio::{DEMUXERS, PROTOCOLS, open_safe};
+
 /// Opens the source with the reference runner's probe sizes (`-probesize 100M
-/// -analyzeduration 100M`). A file libavformat cannot read is not media.
+/// -analyzeduration 100M`), under the whitelists. A file libavformat cannot read is not media;
+/// one in a format outside [`DEMUXERS`] is refused before its demuxer reads anything.
 pub fn open(path: &Path) -> Result<ff::format::context::Input, RunnerError> {
-    let mut options = ff::Dictionary::new();
-    options.set("probesize", "100000000");
-    options.set("analyzeduration", "100000000");
-    ff::format::input_with_dictionary(path, options).map_err(|e| match e {
+    let sizes = [("probesize", "100000000"), ("analyzeduration", "100000000")];
+    open_safe(path, &sizes).map_err(|e| match e {
         ff::Error::InvalidData | ff::Error::DecoderNotFound | ff::Error::DemuxerNotFound => {
             RunnerError::invalid_input(
                 "NotMedia",
                 format!("the source is not a readable media file ({e})"),
+            )
+        }
+        // What libavformat answers for a format or protocol off the whitelists.
+        ff::Error::Other { errno } if errno == ff::error::EINVAL => {
+            RunnerError::invalid_input(
+                "UnsupportedFormat",
+                format!(
+                    "the source is not in a media format the runner reads (playlists, scripts and network formats are refused): {e}"
+                ),
             )
         }
         other => RunnerError::transient(

@@ -512,7 +512,7 @@ fn push_audio(
 
 /// Decodes the first picture of an image file (the watermark's PNG).
 pub fn load_picture(path: &Path) -> Result<ff::frame::Video, ff::Error> {
-    let mut input = ff::format::input(path)?;
+    let mut input = crate::probe::open_safe(path, &[])?;
     let stream = input
         .streams()
         .best(ff::media::Type::Video)

@@ -120,13 +120,16 @@ pub(crate) fn work_dir(args: &TaskArgs) -> Result<PathBuf, RunnerError> {
     Ok(work)
 }
 
-/// §3.0's download policy, bounded by `--max-source-bytes`.
+/// §3.0's download policy, bounded by `--max-source-bytes`, under the URL policy of
+/// `ESUP_ALLOWED_HOSTS`, `ESUP_PRIVATE_HOSTS` and `ESUP_PRIVATE_NETWORKS`.
 pub(crate) fn download_policy(args: &TaskArgs) -> DownloadPolicy {
     DownloadPolicy {
         max_bytes: args.max_source_bytes,
         attempts: 5,
         placeholder_attempts: 12,
         base_delay: Duration::from_millis(args.retry_base_ms),
+        urls: Arc::new(args.url_policy()),
+        lookup: crate::download::system_lookup(),
     }
 }
 
@@ -152,7 +155,14 @@ pub(crate) async fn fetch_source(
     let work = work_dir(args)?;
 
     report(callback, "download", None, media_duration).await;
-    let path = fetch(&args.source, &work, &file_name, &download_policy(args)).await?;
+    let path = fetch(
+        "source_url",
+        &args.source,
+        &work,
+        &file_name,
+        &download_policy(args),
+    )
+    .await?;
     writeln!(log, "source: {} ({})", args.source, path.display()).ok();
     Ok(Fetched {
         path,

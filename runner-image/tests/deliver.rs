@@ -11,6 +11,7 @@ use bytes::Bytes;
 use common::*;
 use sha2::{Digest, Sha256};
 use warp::Filter;
+use warp::Reply;
 
 #[derive(Default)]
 struct Seen {
@@ -22,6 +23,24 @@ struct Seen {
 
 /// Starts the stand-in webhook in a thread; returns its callback base URL.
 fn webhook(seen: Arc<Mutex<Seen>>) -> String {
+    flaky_webhook(seen, Vec::new())
+}
+
+/// The stand-in webhook, answering the first uploads and completions with `answers` (in
+/// order) before accepting them, as a busy, rate-limiting or lagging webhook does.
+fn flaky_webhook(seen: Arc<Mutex<Seen>>, answers: Vec<u16>) -> String {
+    let answers = Arc::new(Mutex::new(std::collections::VecDeque::from(answers)));
+    let flake = move || -> Option<warp::http::Response<String>> {
+        let status = answers.lock().unwrap().pop_front()?;
+        Some(
+            warp::http::Response::builder()
+                .status(status)
+                .header("retry-after", "1")
+                .body(format!("{{\"detail\": \"answer {status}\"}}"))
+                .unwrap(),
+        )
+    };
+    let flake_files = flake.clone();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -37,11 +56,14 @@ fn webhook(seen: Arc<Mutex<Seen>>) -> String {
                 .and(auth)
                 .and(warp::body::bytes())
                 .map(move |tail: warp::path::Tail, bearer: String, body: Bytes| {
+                    if let Some(refusal) = flake_files() {
+                        return refusal.into_response();
+                    }
                     let path = percent_decode(tail.as_str());
                     let mut s = s1.lock().unwrap();
                     s.bearer.push(bearer);
                     s.files.insert(path, body.to_vec());
-                    warp::reply::json(&serde_json::json!({"ok": true}))
+                    warp::reply::json(&serde_json::json!({"ok": true})).into_response()
                 });
             let s2 = seen.clone();
             let progress = warp::post()
@@ -56,8 +78,12 @@ fn webhook(seen: Arc<Mutex<Seen>>) -> String {
                 .and(warp::path!("cb" / "completion"))
                 .and(warp::body::json())
                 .map(move |v: serde_json::Value| {
+                    if let Some(refusal) = flake() {
+                        return refusal.into_response();
+                    }
                     s3.lock().unwrap().completion = Some(v);
                     warp::reply::json(&serde_json::json!({"status": "acknowledged"}))
+                        .into_response()
                 });
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             tx.send(listener.local_addr().unwrap()).unwrap();
@@ -151,6 +177,29 @@ fn outputs_are_uploaded_with_their_sha256_then_completed() {
     assert!(s.files.contains_key("360p_ma_video.ts"));
     assert!(s.progress.iter().any(|p| p["stage"] == "download"));
     assert!(s.progress.iter().any(|p| p["stage"] == "upload"));
+}
+
+#[test]
+fn busy_rate_limiting_or_lagging_webhook_answers_are_retried() {
+    // 429 and 408 from a busy webhook, 404 from a replica whose cache has not seen the task
+    // yet: each passes, so the runner retries instead of failing the task for good (65).
+    let dir = tempfile::tempdir().unwrap();
+    let src = video(dir.path(), "clip.mp4", 320, 240, 25, 1.0, false);
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let url = flaky_webhook(seen.clone(), vec![429, 408, 404]);
+    let out = dir.path().join("out");
+    assert_eq!(run_with_callback(&src, &out, &url), 0);
+    let s = seen.lock().unwrap();
+    assert_eq!(
+        s.completion.as_ref().expect("completion posted")["status"],
+        "completed"
+    );
+    let outputs = std::fs::read_dir(&out).unwrap().count();
+    assert_eq!(
+        s.files.len(),
+        outputs,
+        "every output uploaded once accepted"
+    );
 }
 
 #[test]

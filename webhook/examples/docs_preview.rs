@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use esup_webhook::manager_api::App;
 use esup_webhook::openapi::DocsAssets;
-use esup_webhook::server::{self, RateLimiter, Surface};
+use esup_webhook::serve::{BodyTimeouts, ServeConfig};
+use esup_webhook::server::{self, Limits, Surface};
 
 #[tokio::main]
 async fn main() -> Result<(), String> {
@@ -45,14 +46,26 @@ async fn main() -> Result<(), String> {
         metrics: Arc::new(esup_webhook::metrics::Metrics::new(Arc::default())),
         docs: assets,
     });
-    let limiter = Arc::new(RateLimiter::new(10_000, Duration::from_secs(60)));
+    let limits = Arc::new(Limits::per_minute(0, 0, 0, Default::default()));
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| format!("listen on {listen}: {e}"))?;
     println!("docs preview on http://{listen}/docs");
-    warp::serve(server::routes(app, limiter, surface))
-        .incoming(listener)
-        .run()
-        .await;
+    let config = ServeConfig {
+        header_read_timeout: Duration::from_secs(20),
+        body: BodyTimeouts {
+            idle: Duration::from_secs(30),
+            min_bytes_per_second: 0,
+        },
+        max_connections: 64,
+    };
+    esup_webhook::serve::serve(
+        listener,
+        server::routes(app, limits, surface),
+        config,
+        None,
+        std::future::pending(),
+    )
+    .await;
     Ok(())
 }

@@ -34,6 +34,13 @@ const RECENT_FOR: Duration = Duration::from_secs(60);
 /// Epochs a chain may advance within one day before reaching the next day's root.
 const EPOCHS_PER_DAY: u64 = 1 << 16;
 
+/// The de-duplication key of a request: the reference manager's fingerprint of the request,
+/// scoped to the tenant, so that two tenants sharing a namespace never get each other's task
+/// for an identical request.
+pub fn tenant_fingerprint(tenant: &str, request_fingerprint: &str) -> String {
+    esup_api::lower_hex(&Sha256::digest(format!("{tenant}\n{request_fingerprint}")))
+}
+
 /// The task name for `fingerprint`'s epoch `epoch` in `namespace`: a UUID-shaped string
 /// (version 8, RFC 9562's custom version) made of a SHA-256 of the three.
 pub fn task_name(namespace: &str, fingerprint: &str, epoch: u64) -> String {

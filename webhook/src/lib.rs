@@ -6,8 +6,10 @@
 //! at its `notify_url` for every terminal state.
 //!
 //! Pure parts: `tenants` (token table), `url_policy` (SSRF guard), `range` (HTTP ranges).
-//! Pure parts too: `openapi` (route table, OpenAPI document, docs pages), `metrics`.
-//! I/O parts: `store` (result files), the routes, the notifier.
+//! Pure parts too: `openapi` (route table, OpenAPI document, docs pages), `metrics`,
+//! `rate_limit` (token buckets, client address behind trusted proxies).
+//! I/O parts: `store` (result files), the routes (`server`), the listeners (`serve`: timeouts,
+//! connection cap), the notifier.
 
 pub mod dedup;
 pub mod error;
@@ -16,14 +18,17 @@ pub mod metrics;
 pub mod notifier;
 pub mod openapi;
 pub mod range;
+pub mod rate_limit;
 pub mod retention;
 pub mod runner_api;
+pub mod serve;
 pub mod server;
 pub mod store;
 pub mod tasks;
 pub mod tenant_watch;
 pub mod tenants;
 pub mod url_policy;
+pub mod watch;
 
 /// Field manager of the task resources the webhook creates.
 pub const FIELD_MANAGER: &str = "esup-webhook";

@@ -19,7 +19,7 @@ use crate::dedup::{Dedup, Submitted};
 use crate::error::ApiError;
 use crate::tasks::{self, AnyTask, Tasks};
 use crate::tenants::{Caller, TokenTable};
-use crate::url_policy::UrlPolicy;
+use crate::url_policy::{Resolve, UrlPolicy};
 
 /// What the handlers share.
 pub struct App {
@@ -106,7 +106,19 @@ pub async fn execute(app: &App, caller: Caller, body: &[u8]) -> Result<Response,
             e.to_string(),
         )
     })?;
-    let fingerprint = params::fingerprint(&request);
+    // Every other URL a runner will fetch (watermark, credits) passes the same policy as the
+    // source, with the source's code. The runner checks them again when it fetches.
+    for (field, url) in spec.asset_urls() {
+        app.policy.check(field, url).await.map_err(|e| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                e.category(),
+                e.to_string(),
+            )
+        })?;
+    }
+    let fingerprint =
+        crate::dedup::tenant_fingerprint(&tenant.name, &params::fingerprint(&request));
     let fingerprint_label = &fingerprint[..40];
     let namespace = &tenant.namespace;
     let (backlog, chain) = app
@@ -176,9 +188,12 @@ fn own_task(app: &App, caller: &Caller, task_id: &str) -> Result<AnyTask, ApiErr
 }
 
 /// `GET /task/status/{id}` (§1.3).
-pub fn status(app: &App, caller: &Caller, task_id: &str) -> Result<Response, ApiError> {
+pub async fn status(app: &App, caller: &Caller, task_id: &str) -> Result<Response, ApiError> {
     let task = own_task(app, caller, task_id)?;
-    Ok(json(StatusCode::OK, &tasks::to_manager_task(&task)))
+    let mut body = tasks::to_manager_task(&task);
+    // Kept in the result store, not in the task (see `status.result.scriptOutputRef`).
+    body.script_output = crate::runner_api::script_output(app, &task).await?;
+    Ok(json(StatusCode::OK, &body))
 }
 
 /// A task whose results may be served, or the reference manager's refusal (§1.4).
@@ -254,16 +269,40 @@ pub fn version() -> Response {
     json(StatusCode::OK, &body)
 }
 
-/// `GET /task/list`: the caller's tasks by id (§1.8).
+/// `GET /task/list`: the caller's tasks by id (§1.8), without their script output (read
+/// it per task from `/task/result/{id}`). The body is written one task at a time from the
+/// cache's shared objects, so a tenant with thousands of retained tasks costs one task's
+/// JSON of memory, not the whole answer.
 pub fn list(app: &App, caller: &Caller) -> Response {
-    let tasks: std::collections::BTreeMap<String, esup_api::wire::ManagerTask> = app
-        .tasks
-        .in_namespace(&caller.tenant.namespace)
-        .iter()
-        .filter(|t| t.tenant() == caller.tenant.name)
-        .map(|t| (t.name().to_owned(), tasks::to_manager_task(t)))
-        .collect();
-    json(StatusCode::OK, &tasks)
+    let mut own = app.tasks.in_namespace(&caller.tenant.namespace);
+    own.retain(|t| t.tenant() == caller.tenant.name);
+    own.sort_by(|a, b| a.name().cmp(b.name()));
+    let mut response = warp::reply::stream(list_body(own)).into_response();
+    response.headers_mut().insert(
+        warp::http::header::CONTENT_TYPE,
+        warp::http::HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// The `/task/list` JSON object, as one chunk per task (`{`, `"id": {...}`, `,"id": {...}`,
+/// ..., `}`), serialised as the stream is read.
+pub fn list_body(
+    tasks: Vec<AnyTask>,
+) -> impl futures::Stream<Item = Result<bytes::Bytes, std::convert::Infallible>> + Send + Sync {
+    let mut first = true;
+    let entries = tasks.into_iter().filter_map(move |task| {
+        let mut entry = tasks::to_manager_task(&task);
+        entry.script_output = None;
+        // A task id and a ManagerTask always serialise; an error would only drop the entry.
+        let key = serde_json::to_string(task.name()).ok()?;
+        let value = serde_json::to_string(&entry).ok()?;
+        let separator = if std::mem::take(&mut first) { "" } else { "," };
+        Some(Ok(bytes::Bytes::from(format!("{separator}{key}:{value}"))))
+    });
+    let open = std::iter::once(Ok(bytes::Bytes::from_static(b"{")));
+    let close = std::iter::once(Ok(bytes::Bytes::from_static(b"}")));
+    futures::stream::iter(open.chain(entries).chain(close))
 }
 
 /// `GET /api/tasks` (§1.8).
@@ -361,6 +400,52 @@ mod tests {
     use super::*;
     use crate::tenants::TenantSecret;
 
+    /// A retained, completed task whose result carries 64 KiB of script output inline, as
+    /// results recorded before the output moved to the result store do.
+    fn retained_task(i: usize) -> AnyTask {
+        let task: esup_api::EncodingTask = serde_json::from_value(serde_json::json!({
+            "apiVersion": "runner.esup-portail.org/v1alpha1", "kind": "EncodingTask",
+            "metadata": {"name": format!("00000000-0000-4000-8000-{i:012}"), "namespace": "ns",
+                         "creationTimestamp": "2026-01-01T00:00:00Z"},
+            "spec": {"source": {"url": "https://pod.example/v.mp4"},
+                     "requester": {"tenant": "univ-x", "etabName": "Univ", "appName": "Esup-Pod"}},
+            "status": {"phase": "Succeeded", "result": {
+                "outcome": "Completed", "reportTime": "2026-01-01T01:00:00Z",
+                "scriptOutput": "x".repeat(65_536)}},
+        }))
+        .unwrap();
+        AnyTask::Encoding(std::sync::Arc::new(task))
+    }
+
+    #[tokio::test]
+    async fn the_task_list_is_streamed_per_task_without_script_output() {
+        use futures::StreamExt;
+        const TASKS: usize = 3_000;
+        let chunks: Vec<bytes::Bytes> = list_body((0..TASKS).map(retained_task).collect())
+            .map(|c| c.unwrap())
+            .collect()
+            .await;
+        let largest = chunks.iter().map(bytes::Bytes::len).max().unwrap();
+        let total: usize = chunks.iter().map(bytes::Bytes::len).sum();
+        // Built whole with the output, this answer was over 3,000 × 64 KiB = 196 MB.
+        assert!(largest < 4096, "one chunk per task: {largest} bytes");
+        assert!(total < TASKS * 2048, "{total} bytes for {TASKS} tasks");
+        let body: Vec<u8> = chunks.concat();
+        let listed: std::collections::BTreeMap<String, serde_json::Value> =
+            serde_json::from_slice(&body).unwrap();
+        assert_eq!(listed.len(), TASKS);
+        let first = &listed["00000000-0000-4000-8000-000000000000"];
+        assert_eq!(first["status"], "completed");
+        assert!(first["script_output"].is_null());
+        assert!(first.get("client_token").is_none());
+        let empty: Vec<u8> = list_body(Vec::new())
+            .map(|c| c.unwrap())
+            .collect::<Vec<_>>()
+            .await
+            .concat();
+        assert_eq!(empty, b"{}");
+    }
+
     fn table() -> RwLock<TokenTable> {
         let secret = TenantSecret {
             name: "t".into(),
@@ -369,6 +454,73 @@ mod tests {
             data: [("token".to_owned(), "T0K".to_owned())].into(),
         };
         RwLock::new(TokenTable::build(&[secret]).0)
+    }
+
+    /// An App whose Kubernetes client points at a closed loopback port: a request that passed
+    /// every check would fail at the create, so only a refusal can answer 422.
+    fn offline_app(results: &std::path::Path, policy: UrlPolicy) -> App {
+        let config = kube::Config::new("http://127.0.0.1:9".parse().unwrap());
+        let client = kube::Client::try_from(config).unwrap();
+        let (pools, _writer) = kube::runtime::reflector::store();
+        let store = crate::store::ResultStore::new(&crate::store::StoreConfig::Filesystem {
+            root: results.to_owned(),
+        })
+        .unwrap();
+        App {
+            tasks: Tasks::start(client),
+            tokens: Arc::new(table()),
+            policy,
+            dedup: Dedup::new(),
+            pools,
+            store,
+        }
+    }
+
+    #[tokio::test]
+    async fn dressing_urls_pass_the_url_policy() {
+        let results = tempfile::tempdir().unwrap();
+        let app = offline_app(results.path(), UrlPolicy::default());
+        let caller = authenticate(&app.tokens, Some("T0K"), None).unwrap();
+        let request = |dressing: serde_json::Value| {
+            serde_json::json!({
+                "etab_name": "Univ X / Pod",
+                "app_name": "Esup-Pod",
+                "task_type": "encoding",
+                "source_url": "https://93.184.216.34/media/cours.mp4",
+                "notify_url": "",
+                "parameters": {"dressing": dressing.to_string()},
+            })
+            .to_string()
+        };
+        let cases = [
+            (
+                serde_json::json!({"watermark": "http://169.254.169.254/latest/meta-data/logo.png"}),
+                "dressing.watermark resolves to a private/loopback/link-local address",
+            ),
+            (
+                serde_json::json!({"opening_credits_video": "http://[64:ff9b::a9fe:a9fe]/intro.mp4"}),
+                "dressing.opening_credits_video resolves to a private/loopback/link-local address",
+            ),
+            (
+                serde_json::json!({"ending_credits_video": "http://localhost:8080/outro.mp4"}),
+                "dressing.ending_credits_video host not allowed",
+            ),
+        ];
+        for (dressing, detail) in cases {
+            let response = match execute(&app, caller.clone(), request(dressing).as_bytes()).await {
+                Ok(r) => r,
+                Err(e) => e.into_response(),
+            };
+            assert_eq!(
+                response.status(),
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "{detail}"
+            );
+            use http_body_util::BodyExt;
+            let body = response.into_body().collect().await.unwrap().to_bytes();
+            let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(body, serde_json::json!({"detail": detail}));
+        }
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! Prometheus metrics of the webhook, encoded as OpenMetrics text for `/metrics`.
+//! Prometheus metrics of the webhook, encoded as OpenMetrics text for `/metrics` on the metrics
+//! port (`server::ops_routes`), never on the API port.
 //!
 //! Label values come from small fixed vocabularies: route templates (never raw paths), HTTP
 //! methods and status classes, error categories, tenants (one per configured Secret) and
@@ -11,6 +12,7 @@ use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetri
 use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
@@ -59,6 +61,25 @@ struct DirectionLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabels {
+    kind: String,
+}
+
+/// Objects the webhook's watches skipped because they do not decode, by kind
+/// (`esup_watch_undecodable_objects_total`, as the operator counts them). Made before the
+/// watches start, registered with [`Metrics::register_undecodable`].
+#[derive(Clone, Debug, Default)]
+pub struct Undecodable(Family<KindLabels, Counter>);
+
+impl Undecodable {
+    pub fn inc(&self, kind: &str) {
+        self.0
+            .get_or_create(&KindLabels { kind: kind.into() })
+            .inc();
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OutcomeLabels {
     outcome: &'static str,
 }
@@ -77,6 +98,17 @@ pub struct Metrics {
     rejections: Family<ReasonLabels, Counter>,
     errors: Family<CategoryLabels, Counter>,
     result_bytes: Family<DirectionLabels, Counter>,
+    connections: Gauge,
+}
+
+/// One open connection, counted until dropped.
+#[derive(Debug)]
+pub struct OpenConnection(Gauge);
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 impl Metrics {
@@ -90,6 +122,7 @@ impl Metrics {
             rejections: Family::default(),
             errors: Family::default(),
             result_bytes: Family::default(),
+            connections: Gauge::default(),
         };
         let registry = &mut metrics.registry;
         // Counters get `_total` and unit-registered metrics their unit from the encoder.
@@ -111,7 +144,8 @@ impl Metrics {
         );
         registry.register(
             "esup_webhook_rejections",
-            "Requests refused, by reason: auth, rate_limit, url_policy, backlog, invalid",
+            "Requests refused, by reason: auth, rate_limit, url_policy, backlog, invalid, \
+             timeout (a request head or body not received in time)",
             metrics.rejections.clone(),
         );
         registry.register(
@@ -125,8 +159,21 @@ impl Metrics {
             Unit::Bytes,
             metrics.result_bytes.clone(),
         );
+        registry.register(
+            "esup_webhook_http_connections",
+            "Connections open on the API port (at most --max-connections)",
+            metrics.connections.clone(),
+        );
         registry.register_collector(Box::new(NotificationCollector(notifier)));
         metrics
+    }
+
+    pub fn register_undecodable(&mut self, undecodable: &Undecodable) {
+        self.registry.register(
+            "esup_watch_undecodable_objects",
+            "Objects a watch skipped because they do not decode, by kind (each also gets a Warning Event)",
+            undecodable.0.clone(),
+        );
     }
 
     /// OpenMetrics text exposition, terminated by `# EOF`.
@@ -167,6 +214,25 @@ impl Metrics {
                 .get_or_create(&ReasonLabels { reason })
                 .inc();
         }
+    }
+
+    /// A connection accepted on the API port; counted as open until the guard drops.
+    pub fn connection_opened(&self) -> OpenConnection {
+        self.connections.inc();
+        OpenConnection(self.connections.clone())
+    }
+
+    /// Connections open on the API port now.
+    pub fn open_connections(&self) -> i64 {
+        self.connections.get()
+    }
+
+    /// A connection closed because its request head did not arrive in time (no answer is
+    /// sent, so it is counted here rather than by `observe_request`).
+    pub fn header_timeout(&self) {
+        self.rejections
+            .get_or_create(&ReasonLabels { reason: "timeout" })
+            .inc();
     }
 
     pub fn task_submitted(&self, tenant: &str, task_type: &str) {
@@ -226,7 +292,8 @@ pub fn rejection_reason(status: u16, category: Option<&str>) -> Option<&'static 
     let category = category?;
     match category {
         "MissingToken" | "InvalidToken" | "WrongCallbackToken" => Some("auth"),
-        "RateLimited" => Some("rate_limit"),
+        "RateLimited" | "TenantRateLimited" | "TaskRateLimited" => Some("rate_limit"),
+        "BodyTimeout" => Some("timeout"),
         // The URL policy's categories (`UrlRefusal::category`).
         "InvalidUrl" | "HostNotAllowed" | "Unresolvable" | "PrivateAddress" => Some("url_policy"),
         "BacklogFull" => Some("backlog"),
@@ -429,6 +496,11 @@ mod tests {
             Some("url_policy")
         );
         assert_eq!(rejection_reason(200, None), None);
+        assert_eq!(
+            rejection_reason(429, Some("TenantRateLimited")),
+            Some("rate_limit")
+        );
+        assert_eq!(rejection_reason(408, Some("BodyTimeout")), Some("timeout"));
         assert_eq!(status_class(206), "2xx");
         assert_eq!(status_class(599), "5xx");
     }

@@ -25,6 +25,8 @@
 
 mod http;
 mod logic;
+mod slots;
+mod token;
 
 use esup_operator::runtime::index::newer;
 use std::collections::{HashMap, HashSet};
@@ -41,14 +43,17 @@ use esup_operator::leader::{self, LeaderConfig, Leadership};
 use esup_operator::model::{TaskKey, TaskKind};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::NamespaceResourceScope;
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{ObjectReference, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
+use kube::core::DeserializeGuard;
+use kube::core::error_boundary::InvalidObject;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::Notify;
 
 pub use http::{Sender, Target, classify_refusal, classify_status};
 pub use logic::{
@@ -56,6 +61,8 @@ pub use logic::{
     error_message, interrupted, max_sends, next_step, not_requested, notified_condition,
     notify_body, outcome_of, status_patch,
 };
+pub use slots::{Full, Slot, Slots, start_due};
+pub use token::{NOTIFY_TOKEN_REFUSED, TokenRefusal, check_ref, token_for};
 
 /// Lease that elects the one sending replica.
 pub const LEASE_NAME: &str = "esup-webhook-notifier";
@@ -83,9 +90,11 @@ pub struct NotifierConfig {
     /// Server-side-apply field manager of the notification writes; see
     /// [`NOTIFIER_FIELD_MANAGER`].
     pub field_manager: String,
-    /// The webhook's namespace: holds the Lease, and the token Secrets whose reference names
-    /// no namespace.
+    /// The webhook's namespace: holds the Lease.
     pub lease_namespace: String,
+    /// The only namespace notify tokens are read from: that of the tenant Secrets (by default
+    /// the webhook's). A reference naming another namespace is refused.
+    pub tenant_secrets_namespace: String,
     /// This replica in the election (the pod name).
     pub identity: String,
     /// TCP and TLS; the manager uses 5 s.
@@ -97,29 +106,42 @@ pub struct NotifierConfig {
     pub retry_delays: Vec<Duration>,
     /// Sends (and notification writes) in flight at once.
     pub concurrency: usize,
+    /// Of those, the most for one tenant: a tenant whose Esup-Pod stalls holds no more.
+    pub per_tenant_concurrency: usize,
     /// Applied to the notify URL at each send.
     pub url_policy: crate::url_policy::UrlPolicy,
     /// Counters for /metrics.
     pub stats: Arc<NotifierStats>,
+    /// Reports task objects the watches skip because they do not decode; unset: logged only.
+    pub skip_report: Option<crate::watch::SkipReport>,
+    /// Where `script_output` is read from when a result keeps it in the result store
+    /// (`status.result.scriptOutputRef`); `None` sends what the status holds inline.
+    pub results: Option<crate::store::ResultStore>,
 }
 
 impl NotifierConfig {
-    /// The reference manager's timings and retries, 16 sends at once.
+    /// The reference manager's timings and retries, 16 sends at once, 4 per tenant; tenant
+    /// Secrets in the webhook's namespace.
     pub fn new(
         lease_namespace: impl Into<String>,
         identity: impl Into<String>,
         url_policy: crate::url_policy::UrlPolicy,
     ) -> Self {
+        let lease_namespace = lease_namespace.into();
         Self {
             field_manager: NOTIFIER_FIELD_MANAGER.to_owned(),
-            lease_namespace: lease_namespace.into(),
+            tenant_secrets_namespace: lease_namespace.clone(),
+            lease_namespace,
             identity: identity.into(),
             connect_timeout: Duration::from_secs(5),
             read_timeout: Duration::from_secs(15),
             retry_delays: default_retry_delays(),
             concurrency: 16,
+            per_tenant_concurrency: 4,
             url_policy,
             stats: Arc::default(),
+            skip_report: None,
+            results: None,
         }
     }
 
@@ -127,13 +149,13 @@ impl NotifierConfig {
         if self.field_manager.is_empty() {
             return Err("notifier field manager is empty".into());
         }
-        if self.lease_namespace.is_empty() {
+        if self.lease_namespace.is_empty() || self.tenant_secrets_namespace.is_empty() {
             return Err("notifier namespace is empty".into());
         }
         if self.connect_timeout.is_zero() || self.read_timeout.is_zero() {
             return Err("notify timeouts must be positive".into());
         }
-        if self.concurrency == 0 {
+        if self.concurrency == 0 || self.per_tenant_concurrency == 0 {
             return Err("notifier concurrency must be at least 1".into());
         }
         self.leader_config()
@@ -191,7 +213,7 @@ impl NotifierStats {
                 Self::count(&self.read_timeouts);
             }
             SendOutcome::Failed(_) => Self::count(&self.failed),
-            SendOutcome::Refused(_) => {}
+            SendOutcome::Refused(_) | SendOutcome::TokenRefused(_) => {}
         }
         if result.state == esup_api::NotificationState::Exhausted {
             Self::count(&self.exhausted);
@@ -202,11 +224,24 @@ impl NotifierStats {
 /// Runs the notifier: watches both task kinds, and sends while this replica leads. Returns
 /// only if the configuration is invalid (logged) or the election task dies.
 pub async fn run(client: Client, config: NotifierConfig) {
+    let leadership = elect(client.clone(), &config);
+    run_elected(client, config, leadership).await;
+}
+
+/// Starts the election on the notifier's Lease. The webhook's other single-replica work (the
+/// result sweep) follows the same leadership, so one Lease elects one replica for all of it.
+pub fn elect(client: Client, config: &NotifierConfig) -> Leadership {
+    // The election runs until the process ends; its handle is only needed to abort it.
+    let (leadership, _election) = leader::spawn(client, config.leader_config());
+    leadership
+}
+
+/// [`run`] under a leadership already elected with [`elect`].
+pub async fn run_elected(client: Client, config: NotifierConfig, leadership: Leadership) {
     if let Err(e) = config.validate() {
         tracing::error!(error = %e, "notifier not started");
         return;
     }
-    let (leadership, _election) = leader::spawn(client.clone(), config.leader_config());
     let notifier = Arc::new(Notifier::new(client, config, leadership.clone()));
     spawn_watch::<EncodingTask>(notifier.clone());
     spawn_watch::<TranscriptionTask>(notifier.clone());
@@ -261,6 +296,7 @@ fn view_of<K: NotifiedTask>(task: &K) -> Option<TaskView> {
         resource_version: meta.resource_version.clone(),
         generation: meta.generation,
         phase: status.map(|s| s.phase).unwrap_or_default(),
+        tenant: task.common().requester.tenant.clone(),
         has_notify: task.common().notify.is_some(),
         notification: status.and_then(|s| s.notification.clone()),
     })
@@ -271,6 +307,8 @@ struct Fresh {
     view: TaskView,
     notify: Option<NotifySpec>,
     body: Option<NotifyBody>,
+    /// The launch whose `script_output` the result store keeps, read at send time.
+    stored_script_output: Option<u32>,
     notified: Option<Condition>,
 }
 
@@ -280,6 +318,10 @@ impl Fresh {
         let status = task.task_status();
         Some(Self {
             body: notify_body(&view.key.name, view.phase, status),
+            stored_script_output: status
+                .and_then(|s| s.result.as_ref())
+                .filter(|r| r.script_output_ref.is_some())
+                .and_then(|r| r.launch),
             notify: task.common().notify.clone(),
             notified: status.and_then(|s| {
                 s.conditions
@@ -379,8 +421,20 @@ impl JobError {
     }
 }
 
-/// Tokens by (namespace, Secret, key), with when they were read.
-type TokenCache = HashMap<(String, String, String), (Instant, String)>;
+/// Tokens by (tenant, namespace, Secret, key), with when they were read; only tokens that
+/// passed [`token_for`] for that tenant.
+type TokenCache = HashMap<(String, String, String, String), (Instant, String)>;
+
+/// Why no token is available for a send.
+#[derive(Debug, thiserror::Error)]
+enum TokenError {
+    /// The reference is not one this task may use: final.
+    #[error(transparent)]
+    Refused(#[from] TokenRefusal),
+    /// The Secret cannot be read now: the send fails and is retried.
+    #[error("{0}")]
+    Unavailable(String),
+}
 
 struct Notifier {
     client: Client,
@@ -395,7 +449,8 @@ struct Notifier {
     /// Tasks resting after a failed job, until then.
     resting: Mutex<HashMap<String, Instant>>,
     tokens: Mutex<TokenCache>,
-    permits: Arc<Semaphore>,
+    slots: Slots,
+    recorder: Recorder,
 }
 
 impl Notifier {
@@ -403,7 +458,14 @@ impl Notifier {
         Self {
             sender: Sender::new(config.connect_timeout, config.read_timeout),
             max_sends: max_sends(&config.retry_delays),
-            permits: Arc::new(Semaphore::new(config.concurrency)),
+            slots: Slots::new(config.concurrency, config.per_tenant_concurrency),
+            recorder: Recorder::new(
+                client.clone(),
+                Reporter {
+                    controller: NOTIFIER_FIELD_MANAGER.to_owned(),
+                    instance: Some(config.identity.clone()),
+                },
+            ),
             client,
             config,
             leadership,
@@ -435,8 +497,9 @@ impl Notifier {
         }
     }
 
-    /// Starts a job for every task that needs one, as permits allow (a finishing job wakes
-    /// the loop for the rest). Returns how long until the next task is due.
+    /// Starts a job for every task that needs one, as slots allow (a finishing job wakes
+    /// the loop for the rest; a tenant at its cap waits while others start). Returns how
+    /// long until the next task is due.
     fn pass(self: &Arc<Self>) -> Option<Duration> {
         let now = Timestamp::now();
         let clock = Instant::now();
@@ -462,41 +525,43 @@ impl Notifier {
                         soonest(Duration::try_from(now.duration_until(t)).unwrap_or_default());
                     }
                     Step::MarkNotRequested { .. } | Step::Send { .. } | Step::GiveUp => {
-                        due.push((view.uid.clone(), view.key.clone()));
+                        due.push((view.uid.clone(), view.key.clone(), view.tenant.clone()));
                     }
                 }
             }
         }
-        for (uid, key) in due {
-            let Ok(permit) = self.permits.clone().try_acquire_owned() else {
-                break;
-            };
-            lock(&self.in_flight).insert(uid.clone());
-            let this = self.clone();
-            tokio::spawn(async move {
-                let result = match key.kind {
-                    TaskKind::Encoding => this.job::<EncodingTask>(&uid, &key).await,
-                    TaskKind::Transcription => this.job::<TranscriptionTask>(&uid, &key).await,
-                };
-                let rest = match result {
-                    Ok(()) => None,
-                    Err(e @ JobError::Conflict(_)) => {
-                        tracing::debug!(task = %key, error = %e, "notification skipped");
-                        Some(CONFLICT_REST)
+        start_due(
+            due,
+            |d| d.2.as_str(),
+            &self.slots,
+            |(uid, key, _), slot| {
+                lock(&self.in_flight).insert(uid.clone());
+                let this = self.clone();
+                tokio::spawn(async move {
+                    let result = match key.kind {
+                        TaskKind::Encoding => this.job::<EncodingTask>(&uid, &key).await,
+                        TaskKind::Transcription => this.job::<TranscriptionTask>(&uid, &key).await,
+                    };
+                    let rest = match result {
+                        Ok(()) => None,
+                        Err(e @ JobError::Conflict(_)) => {
+                            tracing::debug!(task = %key, error = %e, "notification skipped");
+                            Some(CONFLICT_REST)
+                        }
+                        Err(e) => {
+                            tracing::warn!(task = %key, error = %e, "notification step failed");
+                            Some(ERROR_REST)
+                        }
+                    };
+                    if let Some(rest) = rest {
+                        lock(&this.resting).insert(uid.clone(), Instant::now() + rest);
                     }
-                    Err(e) => {
-                        tracing::warn!(task = %key, error = %e, "notification step failed");
-                        Some(ERROR_REST)
-                    }
-                };
-                if let Some(rest) = rest {
-                    lock(&this.resting).insert(uid.clone(), Instant::now() + rest);
-                }
-                lock(&this.in_flight).remove(&uid);
-                drop(permit);
-                this.dirty.notify_one();
-            });
-        }
+                    lock(&this.in_flight).remove(&uid);
+                    drop(slot);
+                    this.dirty.notify_one();
+                });
+            },
+        );
         wake
     }
 
@@ -591,6 +656,26 @@ impl Notifier {
             now,
         );
 
+        // Before anything else: a task names its token Secret itself, and only its own
+        // tenant's token may ever leave (token.rs).
+        let token = match self
+            .token(&fresh.view.tenant, &notify.token_secret_ref)
+            .await
+        {
+            Ok(token) => token,
+            Err(TokenError::Refused(refusal)) => {
+                self.refuse_token(fresh, &refusal).await;
+                // Nothing was sent: the attempt count stays, the refusal is final.
+                let base = previous.cloned().unwrap_or_else(|| logic::fresh(outcome));
+                let refused = SendOutcome::TokenRefused(refusal.to_string());
+                return self.record_unsent::<K>(fresh, &base, refused, pinned).await;
+            }
+            Err(TokenError::Unavailable(why)) => {
+                return self
+                    .record_unsent::<K>(fresh, &recorded, SendOutcome::Failed(why), pinned)
+                    .await;
+            }
+        };
         // Checked at each send, since DNS can change; connecting only to what was checked.
         let target = match self
             .sender
@@ -609,15 +694,19 @@ impl Notifier {
                     .await;
             }
         };
-        let token = match self.token(&notify.token_secret_ref).await {
-            Ok(token) => token,
-            Err(why) => {
-                return self
-                    .record_unsent::<K>(fresh, &recorded, SendOutcome::Failed(why), pinned)
-                    .await;
+        let mut body = body.clone();
+        if let (Some(launch), Some(results)) = (fresh.stored_script_output, &self.config.results) {
+            match results.script_output(&fresh.view.uid, launch).await {
+                Ok(text) => body.script_output = text,
+                Err(e) => {
+                    let failed = SendOutcome::Failed(format!("cannot read the script output: {e}"));
+                    return self
+                        .record_unsent::<K>(fresh, &recorded, failed, pinned)
+                        .await;
+                }
             }
-        };
-        let body = match serde_json::to_vec(body) {
+        }
+        let body = match serde_json::to_vec(&body) {
             Ok(bytes) => Bytes::from(bytes),
             Err(e) => {
                 let failed = SendOutcome::Failed(format!("cannot serialize the body: {e}"));
@@ -652,7 +741,32 @@ impl Notifier {
             .await
     }
 
-    /// Records the end of an attempt that sent nothing (refused URL, no token) in one write.
+    /// Tells the task's readers (`kubectl describe`) why it will not be notified.
+    async fn refuse_token(&self, fresh: &Fresh, refusal: &TokenRefusal) {
+        let key = &fresh.view.key;
+        tracing::warn!(task = %key, category = refusal.category(), "{refusal}; notification not sent");
+        let reference = ObjectReference {
+            api_version: Some(format!("{}/{}", esup_api::GROUP, esup_api::VERSION)),
+            kind: Some(key.kind.kind_name().to_owned()),
+            namespace: Some(key.namespace.clone()),
+            name: Some(key.name.clone()),
+            uid: Some(fresh.view.uid.clone()),
+            ..ObjectReference::default()
+        };
+        let event = Event {
+            type_: EventType::Warning,
+            reason: NOTIFY_TOKEN_REFUSED.to_owned(),
+            note: Some(logic::truncate(&refusal.to_string(), 1024)),
+            action: "Notify".to_owned(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&event, &reference).await {
+            tracing::debug!(task = %key, error = %e, "cannot publish Event");
+        }
+    }
+
+    /// Records the end of an attempt that sent nothing (refused URL or token, unreadable
+    /// token) in one write.
     async fn record_unsent<K: NotifiedTask>(
         &self,
         fresh: &Fresh,
@@ -737,14 +851,19 @@ impl Notifier {
         Ok(fresh)
     }
 
-    /// The token the task was submitted with, cached briefly. An error is a failed attempt:
-    /// the Secret may come back, and the retries bound the wait.
-    async fn token(&self, r: &SecretKeyRef) -> Result<String, String> {
-        let namespace = r
-            .namespace
-            .clone()
-            .unwrap_or_else(|| self.config.lease_namespace.clone());
-        let cache_key = (namespace.clone(), r.name.clone(), r.key.clone());
+    /// The token of the task's tenant its reference names, cached briefly. Refused unless
+    /// [`token_for`] accepts it; a Secret that cannot be read now is a failed attempt (it may
+    /// come back, and the retries bound the wait).
+    async fn token(&self, tenant: &str, r: &SecretKeyRef) -> Result<String, TokenError> {
+        let allowed = &self.config.tenant_secrets_namespace;
+        // Refused before any read: no other namespace's Secret is ever fetched.
+        let namespace = check_ref(r, allowed)?;
+        let cache_key = (
+            tenant.to_owned(),
+            namespace.clone(),
+            r.name.clone(),
+            r.key.clone(),
+        );
         if let Some((read, token)) = lock(&self.tokens).get(&cache_key)
             && read.elapsed() < SECRET_TTL
         {
@@ -754,16 +873,9 @@ impl Notifier {
         let secret = Api::<Secret>::namespaced(self.client.clone(), &namespace)
             .get_opt(&r.name)
             .await
-            .map_err(|e| format!("cannot read {what}: {e}"))?
-            .ok_or_else(|| format!("{what} not found"))?;
-        let token = secret
-            .data
-            .as_ref()
-            .and_then(|d| d.get(&r.key))
-            .and_then(|v| std::str::from_utf8(&v.0).ok())
-            .map(|v| v.trim().to_owned())
-            .filter(|v| !v.is_empty())
-            .ok_or_else(|| format!("{what} has no usable key {}", r.key))?;
+            .map_err(|e| TokenError::Unavailable(format!("cannot read {what}: {e}")))?
+            .ok_or_else(|| TokenError::Unavailable(format!("{what} not found")))?;
+        let token = token_for(&secret, tenant, r, allowed)?;
         let mut tokens = lock(&self.tokens);
         tokens.retain(|_, (read, _)| read.elapsed() < SECRET_TTL);
         tokens.insert(cache_key, (Instant::now(), token.clone()));
@@ -775,10 +887,23 @@ impl Notifier {
 /// so that full objects (and their up to 64 KiB of script output) are never kept.
 fn spawn_watch<K: NotifiedTask>(notifier: Arc<Notifier>) {
     tokio::spawn(async move {
-        let api: Api<K> = Api::all(notifier.client.clone());
-        let mut stream = watcher(api, watcher::Config::default())
-            .default_backoff()
-            .boxed();
+        let api: Api<DeserializeGuard<K>> = Api::all(notifier.client.clone());
+        let on_invalid: Box<dyn Fn(&InvalidObject) + Send + Sync> = match &notifier
+            .config
+            .skip_report
+        {
+            Some(report) => Box::new(report.for_kind::<K>()),
+            None => Box::new(
+                |invalid: &InvalidObject| tracing::warn!(kind = K::KIND.kind_name(), error = %invalid.error, "skipping a task that does not decode"),
+            ),
+        };
+        let mut stream = esup_operator::watch_guard::guarded_watcher(
+            api,
+            watcher::Config::default(),
+            on_invalid,
+        )
+        .default_backoff()
+        .boxed();
         loop {
             let event = match stream.try_next().await {
                 Ok(Some(event)) => event,
@@ -828,6 +953,7 @@ mod tests {
             resource_version: Some(rv.into()),
             generation: Some(1),
             phase: TaskPhase::Succeeded,
+            tenant: "univ-x".into(),
             has_notify: true,
             notification: None,
         }
@@ -889,6 +1015,7 @@ mod tests {
         assert_eq!(fresh.view.key.kind, TaskKind::Transcription);
         assert_eq!(fresh.view.phase, TaskPhase::Failed);
         assert!(fresh.view.has_notify);
+        assert_eq!(fresh.view.tenant, "univ-x");
         assert_eq!(
             next_step(&fresh.view, 6, Timestamp::now()),
             Step::Send {
@@ -914,6 +1041,8 @@ mod tests {
         let config = NotifierConfig::new("esup-system", "webhook-0", Default::default());
         assert!(config.validate().is_ok());
         assert_eq!(config.field_manager, NOTIFIER_FIELD_MANAGER);
+        assert_eq!(config.tenant_secrets_namespace, "esup-system");
+        assert_eq!((config.concurrency, config.per_tenant_concurrency), (16, 4));
         assert_eq!(config.in_flight_bound(), Duration::from_secs(25));
         assert_eq!(max_sends(&config.retry_delays), 6);
         for broken in [
@@ -923,6 +1052,14 @@ mod tests {
             },
             NotifierConfig {
                 concurrency: 0,
+                ..config.clone()
+            },
+            NotifierConfig {
+                per_tenant_concurrency: 0,
+                ..config.clone()
+            },
+            NotifierConfig {
+                tenant_secrets_namespace: String::new(),
                 ..config.clone()
             },
             NotifierConfig {

@@ -1,22 +1,27 @@
 //! The runners' side of the API, under `/runner/v1/<encodingtasks|transcriptiontasks>/<ns>/<name>/`:
-//! progress reports, result uploads and the completion. Each call carries the task's own
-//! callback token (a Secret the operator created for it), so a runner can only write to its
-//! task, and runners in another cluster can deliver over plain HTTP.
+//! progress reports, result uploads and the completion. Each call carries the callback token
+//! of one launch of the task (`<launch>.<secret>`, a Secret the operator created for that
+//! launch), so a runner can only write to its task, and runners in another cluster can
+//! deliver over plain HTTP. Only the task's latest launch may write, and only until the task
+//! ends ([`esup_api::runner::fence`]); files are stored per launch, and the manifest gives the
+//! hashes the webhook computed while storing them.
 
 use bytes::Bytes;
-use esup_api::runner::{Completion, ProgressReport};
-use esup_api::status::TaskResult;
+use esup_api::runner::{Completion, Fenced, ProgressReport, ResultFileEntry};
+use esup_api::status::{ResultFile, ScriptOutputRef, TaskOutcome, TaskResult};
 use esup_api::{EncodingTask, TranscriptionTask};
 use futures::Stream;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
+use std::sync::Arc;
 use warp::http::StatusCode;
 use warp::reply::{Reply, Response};
 
 use crate::error::ApiError;
 use crate::manager_api::App;
+use crate::store::{Attempt, StoredFile};
 use crate::tasks::AnyTask;
 
 /// Field managers of the status parts the webhook writes. Each part has its own, because a
@@ -26,17 +31,33 @@ pub const RESULT_MANAGER: &str = "esup-webhook-result";
 
 /// Largest output file accepted (a long 1080p MP4 is a few GiB).
 pub const MAX_UPLOAD_BYTES: u64 = 64 * 1024 * 1024 * 1024;
-/// Part of the runner's output kept for Esup-Pod (the status field's bound).
+/// Part of the runner's output kept for Esup-Pod.
 pub const SCRIPT_OUTPUT_TAIL: usize = 65_536;
 
-/// Finds the task and checks the caller's bearer against its callback token.
+/// A runner call whose token was checked: the task (as cached) and the launch the token is of.
+#[derive(Clone, Debug)]
+pub struct Authorized {
+    pub task: AnyTask,
+    pub launch: u32,
+}
+
+impl Authorized {
+    fn attempt(&self) -> Attempt<'_> {
+        Attempt::launch(self.task.uid(), self.launch)
+    }
+}
+
+/// Finds the task and checks the caller's bearer against the callback token of the launch it
+/// names. Each handler then fences the launch (409 for a launch older than the task's latest,
+/// or once the task has ended): progress and uploads on the cached task, the completion on
+/// the task read fresh, so that the repeat of the completion that ended it can be told apart.
 pub async fn authorize(
     app: &App,
     plural: &str,
     namespace: &str,
     name: &str,
     authorization: Option<&str>,
-) -> Result<AnyTask, ApiError> {
+) -> Result<Authorized, ApiError> {
     let task = app
         .tasks
         .find(namespace, name)
@@ -47,12 +68,16 @@ pub async fn authorize(
         .map(str::trim)
         .filter(|t| !t.is_empty())
         .ok_or_else(ApiError::missing_token)?;
+    // A token that names no launch is no callback token (or one from before per-launch
+    // tokens, which the fence cannot place).
+    let launch =
+        esup_api::runner::callback_token_launch(presented).ok_or_else(ApiError::invalid_token)?;
     let model = match &task {
         AnyTask::Encoding(t) => esup_operator::model::Task::from_encoding(t),
         AnyTask::Transcription(t) => esup_operator::model::Task::from_transcription(t),
     }
     .ok_or_else(ApiError::not_found)?;
-    let secret_name = esup_operator::job::callback_secret_name(&model);
+    let secret_name = esup_operator::job::callback_secret_name(&model, launch);
     let secrets: Api<Secret> = Api::namespaced(app.tasks.client().clone(), namespace);
     let secret = secrets
         .get_opt(&secret_name)
@@ -77,13 +102,65 @@ pub async fn authorize(
             "Token not authorized for this task",
         ));
     }
-    Ok(task)
+    Ok(Authorized { task, launch })
+}
+
+/// [`esup_api::runner::fence`] on the task as `task` shows it.
+fn fence(task: &AnyTask, launch: u32) -> Result<(), ApiError> {
+    let current = task.status().map_or(0, |s| s.launches);
+    esup_api::runner::fence(launch, current, task.phase()).map_err(fenced)
+}
+
+fn fenced(refusal: Fenced) -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        refusal.category(),
+        refusal.to_string(),
+    )
+}
+
+/// Which files of a finished task are served: those of the launch that reported the result.
+pub fn served_attempt(task: &AnyTask) -> Attempt<'_> {
+    match task
+        .status()
+        .and_then(|s| s.result.as_ref())
+        .and_then(|r| r.launch)
+    {
+        Some(launch) => Attempt::launch(task.uid(), launch),
+        None => Attempt::legacy(task.uid()),
+    }
+}
+
+/// Esup-Pod's `script_output` of a task: from the result store; for results recorded before it
+/// moved there, inline in the task as the API server has it (the caches drop it).
+pub async fn script_output(app: &App, task: &AnyTask) -> Result<Option<String>, ApiError> {
+    let Some(result) = task.status().and_then(|s| s.result.as_ref()) else {
+        return Ok(None);
+    };
+    match (&result.script_output_ref, result.launch) {
+        (Some(_), Some(launch)) => app
+            .store
+            .script_output(task.uid(), launch)
+            .await
+            .map_err(store_error),
+        // A result of this version without a reference: the runner sent no output.
+        (Some(_), None) | (None, Some(_)) => Ok(None),
+        (None, None) if result.script_output.is_some() => Ok(result.script_output.clone()),
+        // A result recorded before the change may hold the text inline, which the cache
+        // dropped. Rare: tasks finished before the upgrade, within their retention.
+        (None, None) => Ok(fresh(app, task)
+            .await?
+            .status()
+            .and_then(|s| s.result.as_ref())
+            .and_then(|r| r.script_output.clone())),
+    }
 }
 
 async fn apply_status(
     app: &App,
     task: &AnyTask,
     manager: &str,
+    resource_version: Option<&str>,
     status: serde_json::Value,
 ) -> Result<(), ApiError> {
     let (kind, client) = (
@@ -93,10 +170,16 @@ async fn apply_status(
         },
         app.tasks.client().clone(),
     );
+    let mut metadata = serde_json::json!({"name": task.name(), "namespace": task.namespace()});
+    if let Some(rv) = resource_version {
+        // Makes the write conditional: a status changed since it was read (a new launch, an
+        // end) turns it into a 409 instead of a result recorded against stale state.
+        metadata["resourceVersion"] = rv.into();
+    }
     let body = serde_json::json!({
         "apiVersion": format!("{}/{}", esup_api::GROUP, esup_api::VERSION),
         "kind": kind,
-        "metadata": {"name": task.name(), "namespace": task.namespace()},
+        "metadata": metadata,
         "status": status,
     });
     let params = PatchParams::apply(manager).force();
@@ -112,6 +195,10 @@ async fn apply_status(
     };
     result.map_err(|e| match e {
         kube::Error::Api(s) if s.code == 422 => ApiError::bad_request("InvalidReport", s.message),
+        kube::Error::Api(s) if s.code == 409 => ApiError::unavailable(
+            "TaskChanged",
+            "the task changed while its result was recorded; retry",
+        ),
         other => ApiError::unavailable(
             "ApiServerUnavailable",
             format!("cannot record it on the task: {other}"),
@@ -119,26 +206,50 @@ async fn apply_status(
     })
 }
 
+/// The task as the API server has it now: the completion decides on it, not on the cache.
+async fn fresh(app: &App, task: &AnyTask) -> Result<AnyTask, ApiError> {
+    let client = app.tasks.client().clone();
+    let found = match task {
+        AnyTask::Encoding(_) => Api::<EncodingTask>::namespaced(client, task.namespace())
+            .get_opt(task.name())
+            .await
+            .map(|t| t.map(|t| AnyTask::Encoding(Arc::new(t)))),
+        AnyTask::Transcription(_) => Api::<TranscriptionTask>::namespaced(client, task.namespace())
+            .get_opt(task.name())
+            .await
+            .map(|t| t.map(|t| AnyTask::Transcription(Arc::new(t)))),
+    };
+    found
+        .map_err(|e| {
+            ApiError::unavailable("ApiServerUnavailable", format!("cannot read the task: {e}"))
+        })?
+        .filter(|t| t.uid() == task.uid())
+        .ok_or_else(ApiError::not_found)
+}
+
 /// `POST …/progress`.
-pub async fn progress(app: &App, task: &AnyTask, body: &[u8]) -> Result<Response, ApiError> {
+pub async fn progress(app: &App, auth: &Authorized, body: &[u8]) -> Result<Response, ApiError> {
+    fence(&auth.task, auth.launch)?;
     let report: ProgressReport = serde_json::from_slice(body).map_err(|e| {
         ApiError::bad_request("InvalidReport", format!("not a progress report: {e}"))
     })?;
     let progress = report.to_progress(Time(Timestamp::now()));
     apply_status(
         app,
-        task,
+        &auth.task,
         PROGRESS_MANAGER,
+        None,
         serde_json::json!({"progress": progress}),
     )
     .await?;
     Ok(warp::reply::json(&serde_json::json!({"status": "ok"})).into_response())
 }
 
-/// `PUT …/files/<path>`: one output file, streamed into the result store.
+/// `PUT …/files/<path>`: one output file, streamed into the result store under the caller's
+/// launch, so that a leftover runner can never replace the files of another launch.
 pub async fn upload<S, E>(
     app: &App,
-    task: &AnyTask,
+    auth: &Authorized,
     path: &str,
     body: S,
 ) -> Result<Response, ApiError>
@@ -146,73 +257,159 @@ where
     S: Stream<Item = Result<Bytes, E>> + Unpin + Send,
     E: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    if task.phase().is_terminal() {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "TaskEnded",
-            "the task has ended; its results are final",
-        ));
-    }
+    // On the cache: a launch it shows as current may have been superseded a moment ago, but
+    // its files land under its own launch, never under the one that completes.
+    fence(&auth.task, auth.launch)?;
     let stored = app
         .store
-        .put(task.uid(), path, body, MAX_UPLOAD_BYTES)
+        .put(auth.attempt(), path, body, MAX_UPLOAD_BYTES)
         .await
         .map_err(store_error)?;
     Ok(warp::reply::json(&stored.clone().entry(path)).into_response())
 }
 
-/// `POST …/completion`: the outcome and the manifest. Every file it names must have been
-/// uploaded with that size; the sha256 is the runner's, which Esup-Pod checks on download.
-pub async fn completion(app: &App, task: &AnyTask, body: &[u8]) -> Result<Response, ApiError> {
+/// What the manifest of a completion becomes, given what the store holds for each file.
+#[derive(Debug, PartialEq)]
+pub enum Checked {
+    /// Every file is stored as declared: the manifest, with the hashes the webhook computed.
+    Files(Vec<ResultFile>),
+    /// Files whose stored bytes do not hash as the runner claimed: the result is recorded
+    /// as a failure naming them, never served.
+    Mismatch(String),
+}
+
+/// Checks a completion's manifest against what the store computed while storing each file
+/// (`stored[i]` for `claimed[i]`, `None` when not uploaded). The hashes recorded are always
+/// the store's: the runner's claim is only compared. A missing file or a wrong size is the
+/// runner's mistake (400, it may upload again); a different hash of the right size means the
+/// bytes changed between the runner and the store, which retrying cannot be trusted to fix.
+pub fn check_manifest(
+    claimed: &[ResultFileEntry],
+    stored: &[Option<StoredFile>],
+) -> Result<Checked, ApiError> {
+    let mut files = Vec::with_capacity(claimed.len());
+    let mut mismatched = Vec::new();
+    for (entry, stored) in claimed.iter().zip(stored) {
+        let Some(stored) = stored else {
+            return Err(ApiError::bad_request(
+                "InvalidManifest",
+                format!("{} was not uploaded", entry.path),
+            ));
+        };
+        if stored.size_bytes != entry.size_bytes {
+            return Err(ApiError::bad_request(
+                "InvalidManifest",
+                format!(
+                    "{}: {} bytes stored, {} declared",
+                    entry.path, stored.size_bytes, entry.size_bytes
+                ),
+            ));
+        }
+        if !stored.sha256.eq_ignore_ascii_case(&entry.sha256) {
+            mismatched.push(format!(
+                "{} (runner: {}, stored: {})",
+                entry.path, entry.sha256, stored.sha256
+            ));
+        }
+        files.push(ResultFile {
+            path: entry.path.clone(),
+            sha256: stored.sha256.clone(),
+            size_bytes: stored.size_bytes,
+        });
+    }
+    if mismatched.is_empty() {
+        Ok(Checked::Files(files))
+    } else {
+        Ok(Checked::Mismatch(
+            tail(
+                &format!(
+                    "Result files differ from what the runner hashed: {}",
+                    mismatched.join("; ")
+                ),
+                4096,
+            )
+            .to_owned(),
+        ))
+    }
+}
+
+/// `POST …/completion`: the outcome and the manifest. Decided on the task as the API server
+/// has it (fenced again), recorded with that version as a precondition. Every file it names
+/// must have been uploaded by this launch with that size; the sha256 recorded is the one the
+/// webhook computed while storing the file.
+pub async fn completion(app: &App, auth: &Authorized, body: &[u8]) -> Result<Response, ApiError> {
     let completion: Completion = serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request("InvalidReport", format!("not a completion: {e}")))?;
+    let acknowledged =
+        || Ok(warp::reply::json(&serde_json::json!({"status": "acknowledged"})).into_response());
+    let task = fresh(app, &auth.task).await?;
+    let recorded_launch = task
+        .status()
+        .and_then(|s| s.result.as_ref())
+        .and_then(|r| r.launch);
+    if task.phase().is_terminal() && recorded_launch == Some(auth.launch) {
+        // A repeat of the completion that ended the task (its answer was lost).
+        return acknowledged();
+    }
+    fence(&task, auth.launch)?;
+    let at = auth.attempt();
+    let mut stored = Vec::with_capacity(completion.files.len());
     for file in &completion.files {
         file.validate()
             .map_err(|e| ApiError::bad_request("InvalidManifest", e.to_string()))?;
-        match app
-            .store
-            .head(task.uid(), &file.path)
-            .await
-            .map_err(store_error)?
-        {
-            Some(size) if size == file.size_bytes => {}
-            Some(size) => {
-                return Err(ApiError::bad_request(
-                    "InvalidManifest",
-                    format!(
-                        "{}: {size} bytes stored, {} declared",
-                        file.path, file.size_bytes
-                    ),
-                ));
-            }
-            None => {
-                return Err(ApiError::bad_request(
-                    "InvalidManifest",
-                    format!("{} was not uploaded", file.path),
-                ));
-            }
-        }
+        stored.push(
+            app.store
+                .stored_sha256(at, &file.path)
+                .await
+                .map_err(store_error)?,
+        );
     }
-    let script_output = completion
-        .script_output
-        .map(|s| tail(&s, SCRIPT_OUTPUT_TAIL).to_owned());
+    let (outcome, error_message, files) = match check_manifest(&completion.files, &stored)? {
+        Checked::Files(files) => (
+            completion.status.into(),
+            completion.error_message.map(|m| tail(&m, 4096).to_owned()),
+            files,
+        ),
+        Checked::Mismatch(why) => {
+            tracing::warn!(task = %task.name(), launch = auth.launch, %why, "checksum mismatch; recorded as a failure");
+            (TaskOutcome::Failed, Some(why), Vec::new())
+        }
+    };
+    let script_output_ref = match completion.script_output {
+        Some(text) => {
+            let text = tail(&text, SCRIPT_OUTPUT_TAIL);
+            let key = app
+                .store
+                .put_script_output(task.uid(), auth.launch, text)
+                .await
+                .map_err(store_error)?;
+            Some(ScriptOutputRef {
+                key,
+                size_bytes: text.len() as u64,
+            })
+        }
+        None => None,
+    };
     let result = TaskResult {
-        outcome: completion.status.into(),
-        error_message: completion.error_message.map(|m| tail(&m, 4096).to_owned()),
-        files: completion.files.into_iter().map(Into::into).collect(),
+        outcome,
+        error_message,
+        files,
         hardware: completion.hardware,
-        script_output,
+        launch: Some(auth.launch),
+        script_output: None,
+        script_output_ref,
         report_time: Time(Timestamp::now()),
     };
     apply_status(
         app,
-        task,
+        &task,
         RESULT_MANAGER,
+        task.meta().resource_version.as_deref(),
         serde_json::json!({"result": result}),
     )
     .await?;
-    tracing::info!(task = %task.name(), outcome = ?result.outcome, files = result.files.len(), "runner completed");
-    Ok(warp::reply::json(&serde_json::json!({"status": "acknowledged"})).into_response())
+    tracing::info!(task = %task.name(), launch = auth.launch, outcome = ?result.outcome, files = result.files.len(), "runner completed");
+    acknowledged()
 }
 
 /// The last `max` bytes of `s`, cut on a character boundary.
@@ -254,6 +451,7 @@ pub async fn download(
     esup_api::runner::safe_result_path(&path)
         .map_err(|_| ApiError::bad_request("InvalidPath", "Invalid result file path"))?;
     let task = crate::manager_api::finished_task(app, caller, task_id)?;
+    let at = served_attempt(&task);
     let missing = || {
         ApiError::new(
             StatusCode::NOT_FOUND,
@@ -263,7 +461,7 @@ pub async fn download(
     };
     let size = app
         .store
-        .head(task.uid(), &path)
+        .head(at, &path)
         .await
         .map_err(store_error)?
         .ok_or_else(missing)?;
@@ -283,7 +481,7 @@ pub async fn download(
     }
     let (total, body) = app
         .store
-        .get(task.uid(), &path, wanted)
+        .get(at, &path, wanted)
         .await
         .map_err(store_error)?
         .ok_or_else(missing)?;
@@ -295,11 +493,361 @@ pub async fn download(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashMap;
+    use std::sync::Mutex;
 
     #[test]
     fn tails_cut_on_character_boundaries() {
         assert_eq!(tail("abc", 5), "abc");
         assert_eq!(tail("abcdef", 3), "def");
         assert_eq!(tail("ééé", 3), "é");
+    }
+
+    fn sha(bytes: &[u8]) -> String {
+        use sha2::Digest;
+        esup_api::lower_hex(&sha2::Sha256::digest(bytes))
+    }
+
+    fn entry(path: &str, content: &[u8]) -> ResultFileEntry {
+        ResultFileEntry {
+            path: path.into(),
+            sha256: sha(content),
+            size_bytes: content.len() as u64,
+        }
+    }
+
+    fn stored(content: &[u8]) -> Option<StoredFile> {
+        Some(StoredFile {
+            sha256: sha(content),
+            size_bytes: content.len() as u64,
+        })
+    }
+
+    #[test]
+    fn the_manifest_carries_the_stored_hash_never_the_runners_claim() {
+        let honest = [entry("a.vtt", b"stored"), entry("b.json", b"{}")];
+        let Checked::Files(files) =
+            check_manifest(&honest, &[stored(b"stored"), stored(b"{}")]).unwrap()
+        else {
+            panic!("an honest manifest is accepted");
+        };
+        assert_eq!(files[0].sha256, sha(b"stored"));
+        assert_eq!(files[1].size_bytes, 2);
+        // The runner claims the hash of other bytes of the same size: the result is a
+        // failure that names the file, with no file to serve.
+        let lying = [entry("a.vtt", b"forged"), entry("b.json", b"{}")];
+        let Checked::Mismatch(why) =
+            check_manifest(&lying, &[stored(b"stored"), stored(b"{}")]).unwrap()
+        else {
+            panic!("a wrong hash is not recorded as a success");
+        };
+        assert!(
+            why.contains("a.vtt") && why.contains(&sha(b"stored")),
+            "{why}"
+        );
+        assert!(!why.contains("b.json"), "{why}");
+        // Not uploaded, or another size: the runner's mistake, 400.
+        let missing = check_manifest(&honest, &[stored(b"stored"), None]).unwrap_err();
+        assert_eq!(missing.status, StatusCode::BAD_REQUEST);
+        let resized = check_manifest(&honest, &[stored(b"stored!"), stored(b"{}")]).unwrap_err();
+        assert_eq!(resized.status, StatusCode::BAD_REQUEST);
+    }
+
+    /// A loopback stand-in for the API server's few calls the runner routes make: GETs of the
+    /// objects it holds, status patches (recorded), 404 for the rest (the caches' watches).
+    #[derive(Default)]
+    struct ApiServer {
+        objects: Mutex<HashMap<String, serde_json::Value>>,
+        patches: Mutex<Vec<serde_json::Value>>,
+    }
+
+    async fn serve(api: Arc<ApiServer>) -> String {
+        use warp::Filter;
+        let route = warp::method()
+            .and(warp::path::full())
+            .and(warp::body::bytes())
+            .map(
+                move |method: warp::http::Method, path: warp::path::FullPath, body: Bytes| {
+                    let path = path.as_str().to_owned();
+                    let found = |key: &str| api.objects.lock().unwrap().get(key).cloned();
+                    let reply = match method.as_str() {
+                        "GET" => found(&path),
+                        "PATCH" if path.ends_with("/status") => {
+                            api.patches
+                                .lock()
+                                .unwrap()
+                                .push(serde_json::from_slice(&body).unwrap());
+                            found(path.trim_end_matches("/status"))
+                        }
+                        _ => None,
+                    };
+                    match reply {
+                        Some(object) => {
+                            warp::reply::with_status(warp::reply::json(&object), StatusCode::OK)
+                        }
+                        None => warp::reply::with_status(
+                            warp::reply::json(&serde_json::json!({
+                            "kind": "Status", "apiVersion": "v1", "metadata": {},
+                            "status": "Failure", "reason": "NotFound", "code": 404,
+                            "message": "not found"})),
+                            StatusCode::NOT_FOUND,
+                        ),
+                    }
+                },
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(warp::serve(route).incoming(listener).run());
+        format!("http://{address}")
+    }
+
+    const NS: &str = "pod-univ-y";
+    const UID: &str = "9a1c5e2e-0d7b-4f0e-9d43-0f6f7b2a1c11";
+
+    fn task(name: &str, phase: &str, launches: u32) -> TranscriptionTask {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "runner.esup-portail.org/v1alpha1",
+            "kind": "TranscriptionTask",
+            "metadata": {"name": name, "namespace": NS, "uid": UID, "resourceVersion": "42"},
+            "spec": {
+                "source": {"url": "https://pod.univ.example/a.mp3"},
+                "language": "en",
+                "requester": {"tenant": "univ-y", "etabName": "Université Y", "appName": "Esup-Pod"}
+            },
+            "status": {"phase": phase, "launches": launches}
+        }))
+        .unwrap()
+    }
+
+    /// An App on the loopback API server, knowing `tasks`, with a callback Secret for each of
+    /// their launches (token `<launch>.secret<launch>`).
+    async fn app(results: &std::path::Path, tasks: &[TranscriptionTask]) -> (App, Arc<ApiServer>) {
+        let api = Arc::new(ApiServer::default());
+        for t in tasks {
+            let model = esup_operator::model::Task::from_transcription(t).unwrap();
+            let launches = t.status.as_ref().unwrap().launches;
+            let mut objects = api.objects.lock().unwrap();
+            for launch in 1..=launches {
+                let name = esup_operator::job::callback_secret_name(&model, launch);
+                let token = esup_api::runner::callback_token(launch, &format!("secret{launch}"));
+                objects.insert(
+                    format!("/api/v1/namespaces/{NS}/secrets/{name}"),
+                    serde_json::json!({"apiVersion": "v1", "kind": "Secret",
+                        "metadata": {"name": name, "namespace": NS},
+                        "data": {"token": base64_of(&token)}}),
+                );
+            }
+            let name = t.metadata.name.clone().unwrap();
+            objects.insert(
+                format!("/apis/runner.esup-portail.org/v1alpha1/namespaces/{NS}/transcriptiontasks/{name}"),
+                serde_json::to_value(t).unwrap(),
+            );
+        }
+        let base = serve(api.clone()).await;
+        let client = kube::Client::try_from(kube::Config::new(base.parse().unwrap())).unwrap();
+        let (pools, _writer) = kube::runtime::reflector::store();
+        let tasks_cache = crate::tasks::Tasks::start(client);
+        for t in tasks {
+            tasks_cache.remember(AnyTask::Transcription(Arc::new(t.clone())));
+        }
+        let app = App {
+            tasks: tasks_cache,
+            tokens: Arc::default(),
+            policy: crate::url_policy::UrlPolicy::default(),
+            dedup: crate::dedup::Dedup::new(),
+            pools,
+            store: crate::store::ResultStore::new(&crate::store::StoreConfig::Filesystem {
+                root: results.to_owned(),
+            })
+            .unwrap(),
+        };
+        (app, api)
+    }
+
+    fn base64_of(s: &str) -> String {
+        const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let mut out = String::new();
+        for chunk in s.as_bytes().chunks(3) {
+            let b = [
+                chunk[0],
+                *chunk.get(1).unwrap_or(&0),
+                *chunk.get(2).unwrap_or(&0),
+            ];
+            let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+            for i in 0..4 {
+                if i <= chunk.len() {
+                    out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+                } else {
+                    out.push('=');
+                }
+            }
+        }
+        out
+    }
+
+    fn body(
+        content: &'static [u8],
+    ) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Unpin + Send {
+        futures::stream::iter([Ok(Bytes::from_static(content))])
+    }
+
+    async fn read(app: &App, at: Attempt<'_>, path: &str) -> Vec<u8> {
+        use futures::TryStreamExt;
+        let (_, s) = app.store.get(at, path, None).await.unwrap().unwrap();
+        let chunks: Vec<Bytes> = s.try_collect().await.unwrap();
+        chunks.concat()
+    }
+
+    async fn call(app: &App, name: &str, token: &str) -> Result<Authorized, ApiError> {
+        authorize(
+            app,
+            "transcriptiontasks",
+            NS,
+            name,
+            Some(&format!("Bearer {token}")),
+        )
+        .await
+    }
+
+    #[tokio::test]
+    async fn an_older_launch_gets_409_and_never_replaces_the_current_files() {
+        let results = tempfile::tempdir().unwrap();
+        let (app, _api) = app(
+            results.path(),
+            &[
+                task("t-running", "Running", 2),
+                task("t-done", "Succeeded", 2),
+            ],
+        )
+        .await;
+        let current = call(&app, "t-running", "2.secret2").await.unwrap();
+        assert_eq!(current.launch, 2);
+        upload(&app, &current, "a.vtt", body(b"launch 2"))
+            .await
+            .unwrap();
+
+        // Launch 1's runner is still around, with its own (valid) token.
+        let old = call(&app, "t-running", "1.secret1").await.unwrap();
+        let stale = upload(&app, &old, "a.vtt", body(b"launch 1, late"))
+            .await
+            .unwrap_err();
+        assert_eq!(stale.status, StatusCode::CONFLICT);
+        assert_eq!(stale.category, "LaunchSuperseded");
+        assert!(
+            stale.detail.contains("superseded by launch 2"),
+            "{}",
+            stale.detail
+        );
+        assert_eq!(
+            read(&app, Attempt::launch(UID, 2), "a.vtt").await,
+            b"launch 2"
+        );
+        assert!(
+            app.store
+                .head(Attempt::launch(UID, 1), "a.vtt")
+                .await
+                .unwrap()
+                .is_none()
+        );
+
+        // A launch cannot be claimed with another launch's secret, nor without a launch.
+        for forged in ["2.secret1", "1.secret2", "secret2"] {
+            let refused = call(&app, "t-running", forged).await.unwrap_err();
+            assert!(
+                matches!(
+                    refused.status,
+                    StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN
+                ),
+                "{forged}: {}",
+                refused.status
+            );
+        }
+        let progress = br#"{"stage": "encode", "percent": 50}"#;
+        let stale = super::progress(&app, &old, progress).await.unwrap_err();
+        assert_eq!(stale.status, StatusCode::CONFLICT);
+        // Once the task has ended, even its latest launch is refused.
+        let last = call(&app, "t-done", "2.secret2").await.unwrap();
+        let ended = upload(&app, &last, "a.vtt", body(b"after the end"))
+            .await
+            .unwrap_err();
+        assert_eq!(ended.status, StatusCode::CONFLICT);
+        assert_eq!(ended.category, "TaskEnded");
+    }
+
+    #[tokio::test]
+    async fn completion_records_the_stored_hashes_and_keeps_the_log_out_of_the_status() {
+        let results = tempfile::tempdir().unwrap();
+        let (app, api) = app(results.path(), &[task("t-running", "Running", 2)]).await;
+        let auth = call(&app, "t-running", "2.secret2").await.unwrap();
+        upload(&app, &auth, "a.vtt", body(b"WEBVTT stored"))
+            .await
+            .unwrap();
+
+        // The runner claims another file's hash (same size).
+        let lying = serde_json::json!({"status": "completed", "error_message": null,
+            "script_output": "[info_script.log]\nété",
+            "files": [{"path": "a.vtt", "sha256": sha(b"WEBVTT forged"), "size_bytes": 13}]});
+        completion(&app, &auth, lying.to_string().as_bytes())
+            .await
+            .unwrap();
+        let patch = api.patches.lock().unwrap().pop().unwrap();
+        let result = &patch["status"]["result"];
+        assert_eq!(result["outcome"], "Failed", "{patch}");
+        assert!(
+            result["errorMessage"]
+                .as_str()
+                .unwrap()
+                .contains(&sha(b"WEBVTT stored"))
+        );
+        assert!(result.get("files").is_none(), "{patch}");
+        assert_eq!(patch["metadata"]["resourceVersion"], "42");
+
+        // Honest: the manifest's hash is the stored bytes'; the log lives in the store.
+        let honest = serde_json::json!({"status": "completed", "error_message": null,
+            "script_output": "[info_script.log]\nété",
+            "files": [{"path": "a.vtt", "sha256": sha(b"WEBVTT stored"), "size_bytes": 13}]});
+        completion(&app, &auth, honest.to_string().as_bytes())
+            .await
+            .unwrap();
+        let patch = api.patches.lock().unwrap().pop().unwrap();
+        let result = &patch["status"]["result"];
+        assert_eq!(result["outcome"], "Completed", "{patch}");
+        assert_eq!(result["files"][0]["sha256"], sha(b"WEBVTT stored"));
+        assert_eq!(result["launch"], 2);
+        assert!(result.get("scriptOutput").is_none(), "{patch}");
+        assert_eq!(
+            result["scriptOutputRef"]["key"],
+            format!("{UID}/2/script_output")
+        );
+        assert_eq!(
+            app.store.script_output(UID, 2).await.unwrap().as_deref(),
+            Some("[info_script.log]\nété")
+        );
+
+        // Launch 1's completion is fenced on the task as the API server has it.
+        let old = call(&app, "t-running", "1.secret1").await.unwrap();
+        let stale = completion(&app, &old, honest.to_string().as_bytes())
+            .await
+            .unwrap_err();
+        assert_eq!(stale.status, StatusCode::CONFLICT);
+        // Once the task ended on launch 2's result, its repeat is acknowledged and writes
+        // nothing; launch 1 still gets a 409.
+        let path = format!(
+            "/apis/runner.esup-portail.org/v1alpha1/namespaces/{NS}/transcriptiontasks/t-running"
+        );
+        {
+            let mut objects = api.objects.lock().unwrap();
+            let object = objects.get_mut(&path).unwrap();
+            object["status"]["phase"] = "Succeeded".into();
+            object["status"]["result"] = result.clone();
+        }
+        completion(&app, &auth, honest.to_string().as_bytes())
+            .await
+            .unwrap();
+        assert!(api.patches.lock().unwrap().is_empty());
+        let ended = completion(&app, &old, honest.to_string().as_bytes())
+            .await
+            .unwrap_err();
+        assert_eq!(ended.category, "TaskEnded");
     }
 }

@@ -1,8 +1,18 @@
-//! The result store: the files runners upload, kept per task (by Kubernetes uid) until the task
-//! is deleted, and served to Esup-Pod (protocol §1.5). One code path over two `object_store`
-//! backends: a directory (a PVC in the Helm chart) or an S3-compatible bucket.
+//! The result store: the files runners upload, kept per task (by Kubernetes uid) and per launch
+//! until the task is deleted, and served to Esup-Pod (protocol §1.5). One code path over two
+//! `object_store` backends: a directory (a PVC in the Helm chart) or an S3-compatible bucket.
 //!
-//! Object keys are `[<prefix>/]<task uid>/<result path>`, the result path verbatim: files on
+//! Object keys, under `[<prefix>/]<task uid>/`:
+//! - `<launch>/files/<result path>`: the files the runner of the task's `launch`-th Job
+//!   uploaded. Per launch, so that a leftover runner of an earlier launch can never replace
+//!   the files of the launch that completed.
+//! - `<launch>/sha256/<result path>`: the SHA-256 the webhook computed while storing that file,
+//!   which the manifest gives Esup-Pod (never the runner's claim).
+//! - `<launch>/script_output`: the end of the runner's output, kept here rather than in the
+//!   task's status so that retained tasks stay small in etcd and in every watch cache.
+//! - `<result path>`: files of results recorded before per-launch storage ([`Attempt::legacy`]).
+//!
+//! The result path is kept verbatim: files on
 //! the volume and keys in the bucket carry the names Esup-Pod sees (spaces, accents,
 //! parentheses), for whoever browses them. Hence `Path::parse`, which keeps names as they are,
 //! rather than `Path::from`/`PathPart::from`, which percent-encode every non-ASCII byte and
@@ -75,6 +85,32 @@ impl std::fmt::Debug for StoreConfig {
         }
     }
 }
+
+/// Which files of a task: those of one launch, or those stored before per-launch storage.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Attempt<'a> {
+    pub uid: &'a str,
+    /// `None`: the layout without launches, for results recorded before it.
+    pub launch: Option<u32>,
+}
+
+impl<'a> Attempt<'a> {
+    pub const fn launch(uid: &'a str, launch: u32) -> Self {
+        Self {
+            uid,
+            launch: Some(launch),
+        }
+    }
+
+    pub const fn legacy(uid: &'a str) -> Self {
+        Self { uid, launch: None }
+    }
+}
+
+/// Name of the script output object in a launch's directory.
+const SCRIPT_OUTPUT: &str = "script_output";
+const FILES_DIR: &str = "files";
+const SUMS_DIR: &str = "sha256";
 
 /// A file's bytes as `get` streams them.
 pub type ByteStream = BoxStream<'static, Result<Bytes, StoreError>>;
@@ -232,9 +268,13 @@ impl ResultStore {
     /// is refused. The file appears atomically (a single put, or a multipart upload completed
     /// at the end), so no reader sees it half-written; on any failure the partial upload is
     /// aborted and nothing is left behind. An existing file of the same path is replaced.
+    ///
+    /// The SHA-256 is also kept beside the file (per launch), for [`Self::stored_sha256`]: the
+    /// manifest must give the stored bytes' hash, and reading a video back at completion
+    /// to compute it again would double the transfer.
     pub async fn put<S, E>(
         &self,
-        task_uid: &str,
+        at: Attempt<'_>,
         path: &str,
         mut body: S,
         max_bytes: u64,
@@ -243,7 +283,13 @@ impl ResultStore {
         S: Stream<Item = Result<Bytes, E>> + Unpin + Send,
         E: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        let location = self.location(task_uid, path)?;
+        let location = self.location(at, path)?;
+        // The old sum goes first: from here until the new one is written, a completion
+        // recomputes the hash from the stored bytes rather than trust a stale sum.
+        let sum = self.sum_location(at, path)?;
+        if let Some(sum) = &sum {
+            delete_if_present(&self.inner.store, sum).await?;
+        }
         let store = &self.inner.store;
         let mut upload = Upload::Buffered(PutPayloadMut::new());
         let mut hasher = Sha256::new();
@@ -268,15 +314,92 @@ impl ResultStore {
                 return Err(error);
             }
         }
-        Ok(StoredFile {
+        let stored = StoredFile {
             sha256: esup_api::lower_hex(&hasher.finalize()),
             size_bytes: size,
-        })
+        };
+        if let Some(sum) = &sum {
+            let line = format!("{} {}", stored.sha256, stored.size_bytes);
+            self.inner.store.put(sum, line.into()).await?;
+        }
+        Ok(stored)
+    }
+
+    /// The SHA-256 and size of a stored file as computed while it was stored, or `None` if
+    /// there is no such file. A file whose sum is missing (a crash between the two writes, a
+    /// legacy file) is hashed again from its stored bytes.
+    pub async fn stored_sha256(
+        &self,
+        at: Attempt<'_>,
+        path: &str,
+    ) -> Result<Option<StoredFile>, StoreError> {
+        let Some(size) = self.head(at, path).await? else {
+            return Ok(None);
+        };
+        if let Some(sum) = self.sum_location(at, path)? {
+            match self.inner.store.get(&sum).await {
+                Ok(found) => {
+                    let text = found.bytes().await?;
+                    if let Some(recorded) = parse_sum(&text).filter(|r| r.size_bytes == size) {
+                        return Ok(Some(recorded));
+                    }
+                }
+                Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let Some((_, mut body)) = self.get(at, path, None).await? else {
+            return Ok(None);
+        };
+        let mut hasher = Sha256::new();
+        let mut read: u64 = 0;
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk?;
+            read = read.saturating_add(chunk.len() as u64);
+            hasher.update(&chunk);
+        }
+        Ok(Some(StoredFile {
+            sha256: esup_api::lower_hex(&hasher.finalize()),
+            size_bytes: read,
+        }))
+    }
+
+    /// Keeps the runner's output of a launch; returns its key relative to the store's base
+    /// (what `status.result.scriptOutputRef.key` records).
+    pub async fn put_script_output(
+        &self,
+        task_uid: &str,
+        launch: u32,
+        text: &str,
+    ) -> Result<String, StoreError> {
+        let location = self.script_output_location(task_uid, launch)?;
+        self.inner
+            .store
+            .put(&location, Bytes::from(text.to_owned()).into())
+            .await?;
+        Ok(relative_name(&location, &self.inner.base).unwrap_or_default())
+    }
+
+    /// The runner's output of a launch, `None` if none was kept. Bytes that are not UTF-8
+    /// (never written so) are replaced rather than refused: it is a log.
+    pub async fn script_output(
+        &self,
+        task_uid: &str,
+        launch: u32,
+    ) -> Result<Option<String>, StoreError> {
+        let location = self.script_output_location(task_uid, launch)?;
+        match self.inner.store.get(&location).await {
+            Ok(found) => Ok(Some(
+                String::from_utf8_lossy(&found.bytes().await?).into_owned(),
+            )),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// The size of a stored file, or `None` if there is none.
-    pub async fn head(&self, task_uid: &str, path: &str) -> Result<Option<u64>, StoreError> {
-        let location = self.location(task_uid, path)?;
+    pub async fn head(&self, at: Attempt<'_>, path: &str) -> Result<Option<u64>, StoreError> {
+        let location = self.location(at, path)?;
         match self.inner.store.head(&location).await {
             Ok(meta) => Ok(Some(meta.size)),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
@@ -289,15 +412,15 @@ impl ResultStore {
     /// file (take it from [`crate::range::parse_range`] on the size `head` gave).
     pub async fn get(
         &self,
-        task_uid: &str,
+        at: Attempt<'_>,
         path: &str,
         range: Option<Range<u64>>,
     ) -> Result<Option<(u64, ByteStream)>, StoreError> {
-        let location = self.location(task_uid, path)?;
+        let location = self.location(at, path)?;
         if range.as_ref().is_some_and(|r| r.start >= r.end) {
             // object_store refuses empty ranges; an empty answer is the honest one.
             return Ok(self
-                .head(task_uid, path)
+                .head(at, path)
                 .await?
                 .map(|size| (size, stream::empty().boxed())));
         }
@@ -318,9 +441,9 @@ impl ResultStore {
         Ok(Some((total, body)))
     }
 
-    /// The task's files (original names) and sizes, sorted by name.
-    pub async fn list(&self, task_uid: &str) -> Result<Vec<(String, u64)>, StoreError> {
-        let base = self.task_base(task_uid)?;
+    /// The files of a launch (original names) and sizes, sorted by name.
+    pub async fn list(&self, at: Attempt<'_>) -> Result<Vec<(String, u64)>, StoreError> {
+        let base = self.files_base(at)?;
         let mut files: Vec<(String, u64)> = self
             .inner
             .store
@@ -336,7 +459,7 @@ impl ResultStore {
         Ok(files)
     }
 
-    /// Removes every file of the task; returns how many were removed.
+    /// Removes every file of the task, of every launch; returns how many objects were removed.
     pub async fn delete_task(&self, task_uid: &str) -> Result<usize, StoreError> {
         let base = self.task_base(task_uid)?;
         let locations = self
@@ -397,12 +520,41 @@ impl ResultStore {
         Ok(self.inner.base.clone().join(task_uid))
     }
 
-    fn location(&self, task_uid: &str, path: &str) -> Result<Path, StoreError> {
-        let base = self.task_base(task_uid)?;
+    /// Where the files of `at` live.
+    fn files_base(&self, at: Attempt<'_>) -> Result<Path, StoreError> {
+        let base = self.task_base(at.uid)?;
+        Ok(match at.launch {
+            Some(launch) => base.join(launch.to_string()).join(FILES_DIR),
+            None => base,
+        })
+    }
+
+    fn location(&self, at: Attempt<'_>, path: &str) -> Result<Path, StoreError> {
         let relative = Path::parse(safe_result_path(path)?).map_err(object_store::Error::from)?;
-        let mut location = base;
+        let mut location = self.files_base(at)?;
         location.extend(relative.parts());
         Ok(location)
+    }
+
+    /// Where the sum of a file is kept; legacy files have none.
+    fn sum_location(&self, at: Attempt<'_>, path: &str) -> Result<Option<Path>, StoreError> {
+        let relative = Path::parse(safe_result_path(path)?).map_err(object_store::Error::from)?;
+        let Some(launch) = at.launch else {
+            return Ok(None);
+        };
+        let mut location = self
+            .task_base(at.uid)?
+            .join(launch.to_string())
+            .join(SUMS_DIR);
+        location.extend(relative.parts());
+        Ok(Some(location))
+    }
+
+    fn script_output_location(&self, task_uid: &str, launch: u32) -> Result<Path, StoreError> {
+        Ok(self
+            .task_base(task_uid)?
+            .join(launch.to_string())
+            .join(SCRIPT_OUTPUT))
     }
 }
 
@@ -487,6 +639,29 @@ fn file_stream(file: std::fs::File, range: Range<u64>) -> ByteStream {
     .boxed()
 }
 
+/// `"<sha256> <size>"`, as `put` writes it.
+fn parse_sum(text: &[u8]) -> Option<StoredFile> {
+    let text = std::str::from_utf8(text).ok()?;
+    let (sha256, size) = text.trim().split_once(' ')?;
+    let valid = sha256.len() == 64 && sha256.bytes().all(|b| b.is_ascii_hexdigit());
+    valid.then(|| {
+        size.parse().ok().map(|size_bytes| StoredFile {
+            sha256: sha256.to_ascii_lowercase(),
+            size_bytes,
+        })
+    })?
+}
+
+async fn delete_if_present(
+    store: &Arc<dyn ObjectStore>,
+    location: &Path,
+) -> Result<(), StoreError> {
+    match store.delete(location).await {
+        Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// The result path of `location` under `base`.
 fn relative_name(location: &Path, base: &Path) -> Option<String> {
     let parts: Vec<_> = location.prefix_match(base)?.collect();
@@ -504,6 +679,7 @@ mod tests {
     use super::*;
 
     const UID: &str = "2f53b18a-1c09-4cdb-b31d-6a68f3e6a761";
+    const AT: Attempt<'static> = Attempt::launch(UID, 1);
 
     fn store() -> (tempfile::TempDir, ResultStore) {
         let dir = tempfile::tempdir().unwrap();
@@ -525,7 +701,7 @@ mod tests {
         path: &str,
         range: Option<Range<u64>>,
     ) -> (u64, Vec<u8>) {
-        let (total, s) = store.get(UID, path, range).await.unwrap().unwrap();
+        let (total, s) = store.get(AT, path, range).await.unwrap().unwrap();
         let chunks: Vec<Bytes> = s.try_collect().await.unwrap();
         (total, chunks.concat())
     }
@@ -551,7 +727,7 @@ mod tests {
     async fn put_hashes_and_sizes() {
         let (_dir, store) = store();
         let stored = store
-            .put(UID, "info_video.json", body(vec![b"hello ", b"world"]), 100)
+            .put(AT, "info_video.json", body(vec![b"hello ", b"world"]), 100)
             .await
             .unwrap();
         assert_eq!(
@@ -559,8 +735,8 @@ mod tests {
             "b94d27b9934d3e08a52e52d7da7dabfac484efe37a5380ee9088f7ace2efcde9"
         );
         assert_eq!(stored.size_bytes, 11);
-        assert_eq!(store.head(UID, "info_video.json").await.unwrap(), Some(11));
-        let empty = store.put(UID, "empty.log", body(vec![]), 0).await.unwrap();
+        assert_eq!(store.head(AT, "info_video.json").await.unwrap(), Some(11));
+        let empty = store.put(AT, "empty.log", body(vec![]), 0).await.unwrap();
         assert_eq!(
             empty.sha256,
             "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
@@ -571,19 +747,106 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn launches_are_kept_apart_with_their_sums_and_script_output() {
+        let (dir, store) = store();
+        let second = Attempt::launch(UID, 2);
+        store
+            .put(second, "720p.mp4", body(vec![b"launch two"]), 100)
+            .await
+            .unwrap();
+        // A leftover runner of launch 1 writes the same path: launch 2's file stays.
+        store
+            .put(AT, "720p.mp4", body(vec![b"launch one, late"]), 100)
+            .await
+            .unwrap();
+        let (_, bytes) = {
+            let (total, s) = store.get(second, "720p.mp4", None).await.unwrap().unwrap();
+            let chunks: Vec<Bytes> = s.try_collect().await.unwrap();
+            (total, chunks.concat())
+        };
+        assert_eq!(bytes, b"launch two");
+        let expected = esup_api::lower_hex(&Sha256::digest(b"launch two"));
+        let sum = store
+            .stored_sha256(second, "720p.mp4")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (sum.sha256.as_str(), sum.size_bytes),
+            (expected.as_str(), 10)
+        );
+        // Without its recorded sum (a crash between the writes), the bytes are hashed again.
+        std::fs::remove_file(
+            dir.path()
+                .join("results")
+                .join(UID)
+                .join("2/sha256/720p.mp4"),
+        )
+        .unwrap();
+        let again = store
+            .stored_sha256(second, "720p.mp4")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(again, sum);
+        // A sum that does not match the file's size is not trusted either.
+        std::fs::write(
+            dir.path()
+                .join("results")
+                .join(UID)
+                .join("2/sha256/720p.mp4"),
+            format!("{} 3", "0".repeat(64)),
+        )
+        .unwrap();
+        assert_eq!(
+            store
+                .stored_sha256(second, "720p.mp4")
+                .await
+                .unwrap()
+                .unwrap(),
+            sum
+        );
+        assert!(
+            store
+                .stored_sha256(second, "none.mp4")
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert_eq!(
+            store.list(second).await.unwrap(),
+            [("720p.mp4".to_owned(), 10)]
+        );
+
+        assert_eq!(store.script_output(UID, 2).await.unwrap(), None);
+        let key = store
+            .put_script_output(UID, 2, "[info_script.log]\nété")
+            .await
+            .unwrap();
+        assert_eq!(key, format!("{UID}/2/script_output"));
+        assert_eq!(
+            store.script_output(UID, 2).await.unwrap().as_deref(),
+            Some("[info_script.log]\nété")
+        );
+        // The script output is not a result file.
+        assert_eq!(store.list(second).await.unwrap().len(), 1);
+        assert_eq!(store.task_ids().await.unwrap(), [UID]);
+    }
+
+    #[tokio::test]
     async fn too_large_leaves_nothing() {
         let (dir, store) = store();
         let err = store
-            .put(UID, "a.mp4", body(vec![b"12345", b"67890", b"x"]), 10)
+            .put(AT, "a.mp4", body(vec![b"12345", b"67890", b"x"]), 10)
             .await
             .unwrap_err();
         assert!(matches!(err, StoreError::TooLarge { limit: 10 }), "{err}");
         assert_eq!(err.category(), "FileTooLarge");
-        assert_eq!(store.head(UID, "a.mp4").await.unwrap(), None);
+        assert_eq!(store.head(AT, "a.mp4").await.unwrap(), None);
         assert!(files_on_disk(&dir).is_empty(), "{:?}", files_on_disk(&dir));
         // Exactly the limit is fine.
         store
-            .put(UID, "a.mp4", body(vec![b"12345", b"67890"]), 10)
+            .put(AT, "a.mp4", body(vec![b"12345", b"67890"]), 10)
             .await
             .unwrap();
     }
@@ -595,10 +858,7 @@ mod tests {
         let chunks =
             |n: usize| stream::iter((0..n).map(|_| Ok::<_, std::io::Error>(chunk.clone())));
         // 20 MiB: three parts.
-        let stored = store
-            .put(UID, "big.ts", chunks(20), u64::MAX)
-            .await
-            .unwrap();
+        let stored = store.put(AT, "big.ts", chunks(20), u64::MAX).await.unwrap();
         assert_eq!(stored.size_bytes, 20 * 1024 * 1024);
         let mut hasher = Sha256::new();
         for _ in 0..20 {
@@ -613,11 +873,12 @@ mod tests {
         // Refused past the limit after parts went out: the staged file goes away too, and
         // the previous version of the file stays.
         let err = store
-            .put(UID, "big.ts", chunks(30), 25 << 20)
+            .put(AT, "big.ts", chunks(30), 25 << 20)
             .await
             .unwrap_err();
         assert!(matches!(err, StoreError::TooLarge { .. }));
-        assert_eq!(store.head(UID, "big.ts").await.unwrap(), Some(20 << 20));
+        assert_eq!(store.head(AT, "big.ts").await.unwrap(), Some(20 << 20));
+        // The file, and its sum (gone while the new upload ran, recomputed on demand).
         assert_eq!(files_on_disk(&dir).len(), 1, "{:?}", files_on_disk(&dir));
 
         // A body that fails midway is an interrupted upload, and leaves nothing either.
@@ -626,11 +887,11 @@ mod tests {
             "peer gone",
         ))]));
         let err = store
-            .put(UID, "other.ts", failing, u64::MAX)
+            .put(AT, "other.ts", failing, u64::MAX)
             .await
             .unwrap_err();
         assert_eq!(err.category(), "UploadInterrupted", "{err}");
-        assert_eq!(store.head(UID, "other.ts").await.unwrap(), None);
+        assert_eq!(store.head(AT, "other.ts").await.unwrap(), None);
         assert_eq!(files_on_disk(&dir).len(), 1, "{:?}", files_on_disk(&dir));
     }
 
@@ -638,7 +899,7 @@ mod tests {
     async fn ranges() {
         let (_dir, store) = store();
         store
-            .put(UID, "v.mp4", body(vec![b"0123456789"]), 100)
+            .put(AT, "v.mp4", body(vec![b"0123456789"]), 100)
             .await
             .unwrap();
         assert_eq!(
@@ -676,10 +937,10 @@ mod tests {
             read_all(&store, "v.mp4", Some(suffix)).await,
             (10, b"6789".to_vec())
         );
-        assert!(store.get(UID, "missing.mp4", None).await.unwrap().is_none());
+        assert!(store.get(AT, "missing.mp4", None).await.unwrap().is_none());
         assert!(
             store
-                .get(UID, "missing.mp4", Some(0..1))
+                .get(AT, "missing.mp4", Some(0..1))
                 .await
                 .unwrap()
                 .is_none()
@@ -697,17 +958,22 @@ mod tests {
             (other, "a.json", &b"other"[..]),
         ] {
             store
-                .put(uid, path, body(vec![content]), 100)
+                .put(Attempt::launch(uid, 1), path, body(vec![content]), 100)
                 .await
                 .unwrap();
         }
         // A prefix of the uid must not match the task.
         store
-            .put("2f53b18a", "x.log", body(vec![b"x"]), 100)
+            .put(
+                Attempt::launch("2f53b18a", 1),
+                "x.log",
+                body(vec![b"x"]),
+                100,
+            )
             .await
             .unwrap();
         assert_eq!(
-            store.list(UID).await.unwrap(),
+            store.list(AT).await.unwrap(),
             vec![
                 ("a.json".to_string(), 1),
                 ("b.vtt".to_string(), 2),
@@ -716,20 +982,27 @@ mod tests {
         );
         // A crash mid-upload leaves a staged file; listing hides it, deleting removes it.
         std::fs::write(
-            dir.path().join("results").join(UID).join("d.mp4#1"),
+            dir.path().join("results").join(UID).join("1/files/d.mp4#1"),
             b"partial",
         )
         .unwrap();
-        assert_eq!(store.list(UID).await.unwrap().len(), 3);
-        assert_eq!(store.delete_task(UID).await.unwrap(), 3);
-        assert!(store.list(UID).await.unwrap().is_empty());
+        assert_eq!(store.list(AT).await.unwrap().len(), 3);
+        // Three files and their three sums.
+        assert_eq!(store.delete_task(UID).await.unwrap(), 6);
+        assert!(store.list(AT).await.unwrap().is_empty());
         assert!(!dir.path().join("results").join(UID).exists());
         assert_eq!(store.delete_task(UID).await.unwrap(), 0);
         assert_eq!(
-            store.list(other).await.unwrap(),
+            store.list(Attempt::launch(other, 1)).await.unwrap(),
             vec![("a.json".to_string(), 5)]
         );
-        assert!(store.list("ffffffff").await.unwrap().is_empty());
+        assert!(
+            store
+                .list(Attempt::launch("ffffffff", 1))
+                .await
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[tokio::test]
@@ -745,17 +1018,17 @@ mod tests {
             "x%2F..%2Fy",
         ] {
             let err = store
-                .put(UID, path, body(vec![b"x"]), 100)
+                .put(AT, path, body(vec![b"x"]), 100)
                 .await
                 .unwrap_err();
             assert!(matches!(err, StoreError::InvalidPath(_)), "{path}: {err}");
             assert_eq!(err.category(), "InvalidPath");
             assert!(matches!(
-                store.head(UID, path).await,
+                store.head(AT, path).await,
                 Err(StoreError::InvalidPath(_))
             ));
             assert!(matches!(
-                store.get(UID, path, None).await,
+                store.get(AT, path, None).await,
                 Err(StoreError::InvalidPath(_))
             ));
         }
@@ -770,11 +1043,11 @@ mod tests {
             "/abc",
         ] {
             let err = store
-                .put(uid, "a.json", body(vec![b"x"]), 100)
+                .put(Attempt::launch(uid, 1), "a.json", body(vec![b"x"]), 100)
                 .await
                 .unwrap_err();
             assert!(matches!(err, StoreError::InvalidTaskId(_)), "{uid}: {err}");
-            assert!(store.list(uid).await.is_err());
+            assert!(store.list(Attempt::launch(uid, 1)).await.is_err());
             assert!(store.delete_task(uid).await.is_err());
         }
         assert!(files_on_disk(&dir).is_empty(), "{:?}", files_on_disk(&dir));
@@ -795,7 +1068,7 @@ mod tests {
             let content = Bytes::from(format!("content {i}"));
             store
                 .put(
-                    UID,
+                    AT,
                     name,
                     stream::iter([Ok::<_, std::io::Error>(content.clone())]),
                     100,
@@ -811,7 +1084,7 @@ mod tests {
         let mut expected: Vec<String> = names.iter().map(|s| s.to_string()).collect();
         expected.sort();
         let listed: Vec<String> = store
-            .list(UID)
+            .list(AT)
             .await
             .unwrap()
             .into_iter()
@@ -820,10 +1093,15 @@ mod tests {
         assert_eq!(listed, expected);
         // Verbatim on disk, for whoever browses the volume.
         for name in names {
-            let on_disk = dir.path().join("results").join(UID).join(name);
+            let on_disk = dir
+                .path()
+                .join("results")
+                .join(UID)
+                .join("1/files")
+                .join(name);
             assert!(on_disk.is_file(), "{name}: {:?}", files_on_disk(&dir));
         }
-        assert_eq!(store.delete_task(UID).await.unwrap(), names.len());
+        assert_eq!(store.delete_task(UID).await.unwrap(), 2 * names.len());
     }
 
     #[tokio::test]
@@ -834,7 +1112,7 @@ mod tests {
         let content = Bytes::from(content);
         store
             .put(
-                UID,
+                AT,
                 "720p_x.mp4",
                 stream::iter([Ok::<_, std::io::Error>(content.clone())]),
                 u64::MAX,
@@ -847,7 +1125,7 @@ mod tests {
                 tokio::spawn(async move {
                     let range = (i % 2 == 1).then(|| (i * 1000)..(i * 1000 + 700_000));
                     let (total, s) = store
-                        .get(UID, "720p_x.mp4", range.clone())
+                        .get(AT, "720p_x.mp4", range.clone())
                         .await
                         .unwrap()
                         .unwrap();
@@ -871,8 +1149,8 @@ mod tests {
     fn put_future_is_send() {
         fn assert_send<T: Send>(_: T) {}
         let (_dir, store) = store();
-        assert_send(store.put(UID, "a", body(vec![]), 1));
-        assert_send(store.get(UID, "a", None));
+        assert_send(store.put(AT, "a", body(vec![]), 1));
+        assert_send(store.get(AT, "a", None));
         assert_send(store.delete_task(UID));
     }
 
@@ -908,8 +1186,8 @@ mod tests {
         let store = ResultStore::new(&config).unwrap();
         assert_eq!(store.inner.base.as_ref(), "esup/results");
         assert_eq!(
-            store.location(UID, "a b/c.mp4").unwrap().as_ref(),
-            format!("esup/results/{UID}/a b/c.mp4")
+            store.location(AT, "a b/c.mp4").unwrap().as_ref(),
+            format!("esup/results/{UID}/1/files/a b/c.mp4")
         );
         for (bucket, prefix) in [
             ("", None),
@@ -952,7 +1230,10 @@ mod task_id_tests {
             ("49522ebd-86c7", "c (v2).vtt"),
         ] {
             let body = futures::stream::iter([Ok::<_, std::io::Error>(Bytes::from_static(b"x"))]);
-            store.put(uid, path, body, 10).await.unwrap();
+            store
+                .put(Attempt::launch(uid, 1), path, body, 10)
+                .await
+                .unwrap();
         }
         assert_eq!(
             store.task_ids().await.unwrap(),

@@ -6,10 +6,13 @@ use std::sync::Arc;
 use esup_api::params::TaskSpecFromRequest;
 use esup_api::wire::{ManagerStatus, ManagerTask, TaskRequest, manager_timestamp};
 use esup_api::{EncodingTask, TaskPhase, TaskStatus, TranscriptionTask};
+use esup_operator::watch_guard::guarded_watcher;
 use futures::StreamExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, PostParams};
+use kube::core::DeserializeGuard;
+use kube::core::error_boundary::InvalidObject;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource};
@@ -18,6 +21,7 @@ use warp::http::StatusCode;
 
 use crate::dedup::Created;
 use crate::error::ApiError;
+use crate::watch::SkipReport;
 
 /// Annotation holding Esup-Pod's request as received (it holds no token): `/task/status`
 /// answers with the parameters exactly as they were sent.
@@ -161,6 +165,8 @@ pub fn to_manager_task(task: &AnyTask) -> ManagerTask {
         created_at: manager_timestamp(created),
         updated_at: manager_timestamp(updated),
         error,
+        // Only results recorded before the script output moved to the result store hold it
+        // inline, and the caches drop it: `/task/status` fills it (`runner_api::script_output`).
         script_output: status
             .and_then(|s| s.result.as_ref())
             .and_then(|r| r.script_output.clone()),
@@ -181,14 +187,34 @@ pub struct Tasks {
 /// How long a task created here is counted before the cache shows it.
 const CREATED_GRACE: std::time::Duration = std::time::Duration::from_secs(60);
 
-fn reflect<K>(client: &Client) -> Store<K>
+/// A cache of one kind. Objects that do not decode are skipped ([`esup_operator::watch_guard`]),
+/// reported through `skip` (else only logged).
+fn reflect<K>(client: &Client, skip: Option<&SkipReport>) -> Store<K>
 where
-    K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
-    K::DynamicType: Default + Eq + std::hash::Hash + Clone,
+    K: CachedTask
+        + Resource<DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
 {
     let (reader, writer) = reflector::store();
-    let api: Api<K> = Api::all(client.clone());
-    let stream = reflector::reflector(writer, watcher(api, watcher::Config::default()))
+    let api: Api<DeserializeGuard<K>> = Api::all(client.clone());
+    let on_invalid: Box<dyn Fn(&InvalidObject) + Send + Sync> = match skip {
+        Some(report) => Box::new(report.for_kind::<K>()),
+        None => Box::new(
+            |invalid: &InvalidObject| tracing::warn!(kind = %K::kind(&()), error = %invalid.error, "skipping a task that does not decode"),
+        ),
+    };
+    // Stripped before they enter the cache, which holds every task for its whole retention.
+    let events =
+        guarded_watcher(api, watcher::Config::default(), on_invalid).modify(|task: &mut K| {
+            strip_for_cache(task);
+            task.drop_inline_script_output();
+        });
+    let stream = reflector::reflector(writer, events)
         .default_backoff()
         .applied_objects();
     tokio::spawn(async move {
@@ -202,11 +228,53 @@ where
     reader
 }
 
+/// Annotation `kubectl apply` leaves: a copy of the whole object as applied.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// Drops what no lookup of the webhook reads from a cached task: its managed fields (often
+/// as large as the task itself) and `kubectl apply`'s copy of it.
+pub fn strip_for_cache<K: Resource>(task: &mut K) {
+    let meta = task.meta_mut();
+    meta.managed_fields = None;
+    if let Some(annotations) = meta.annotations.as_mut() {
+        annotations.remove(LAST_APPLIED);
+    }
+}
+
+/// The two task kinds, as the caches store them.
+pub trait CachedTask {
+    /// Drops `status.result.scriptOutput`, which results recorded before the script output
+    /// moved to the result store hold inline (up to 64 KiB each): `/task/status` reads it with
+    /// a fresh GET instead ([`crate::runner_api::script_output`]).
+    fn drop_inline_script_output(&mut self);
+}
+
+impl CachedTask for EncodingTask {
+    fn drop_inline_script_output(&mut self) {
+        if let Some(result) = self.status.as_mut().and_then(|s| s.result.as_mut()) {
+            result.script_output = None;
+        }
+    }
+}
+
+impl CachedTask for TranscriptionTask {
+    fn drop_inline_script_output(&mut self) {
+        if let Some(result) = self.status.as_mut().and_then(|s| s.result.as_mut()) {
+            result.script_output = None;
+        }
+    }
+}
+
 impl Tasks {
     pub fn start(client: Client) -> Self {
+        Self::start_reporting(client, None)
+    }
+
+    /// As [`Tasks::start`], reporting objects that do not decode through `skip`.
+    pub fn start_reporting(client: Client, skip: Option<&SkipReport>) -> Self {
         Self {
-            encoding: reflect(&client),
-            transcription: reflect(&client),
+            encoding: reflect(&client, skip),
+            transcription: reflect(&client, skip),
             client,
             created: Arc::default(),
         }
@@ -401,6 +469,13 @@ impl Tasks {
         }
     }
 
+    /// Shows `task` to lookups as if this replica had just created it (tests of the routes,
+    /// which run without a cluster).
+    #[cfg(test)]
+    pub(crate) fn remember(&self, task: AnyTask) {
+        let _ = self.created(task);
+    }
+
     fn created(&self, task: AnyTask) -> Created {
         self.created
             .lock()
@@ -434,5 +509,54 @@ impl Tasks {
 
     pub fn client(&self) -> &Client {
         &self.client
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
+
+    #[test]
+    fn cached_objects_lose_managed_fields_and_the_applied_copy() {
+        // Any object: the function is the same for both task kinds.
+        let mut object = k8s_openapi::api::core::v1::ConfigMap {
+            metadata: ObjectMeta {
+                name: Some("t".into()),
+                managed_fields: Some(vec![ManagedFieldsEntry {
+                    manager: Some("esup-operator".into()),
+                    ..ManagedFieldsEntry::default()
+                }]),
+                annotations: Some(
+                    [
+                        (LAST_APPLIED.to_owned(), "{\"big\": true}".to_owned()),
+                        (REQUEST_ANNOTATION.to_owned(), "{}".to_owned()),
+                    ]
+                    .into(),
+                ),
+                ..ObjectMeta::default()
+            },
+            ..Default::default()
+        };
+        strip_for_cache(&mut object);
+        assert_eq!(object.metadata.managed_fields, None);
+        let mut task: TranscriptionTask = serde_json::from_value(serde_json::json!({
+            "apiVersion": "runner.esup-portail.org/v1alpha1", "kind": "TranscriptionTask",
+            "metadata": {"name": "t"},
+            "spec": {"source": {"url": "https://pod.example/a.mp3"}, "language": "fr",
+                "requester": {"tenant": "u", "etabName": "U", "appName": "Esup-Pod"}},
+            "status": {"phase": "Succeeded", "result": {"outcome": "Completed",
+                "reportTime": "2026-01-01T00:00:00Z", "scriptOutput": "64 KiB of log",
+                "errorMessage": "kept"}}
+        }))
+        .unwrap();
+        task.drop_inline_script_output();
+        let result = task.status.unwrap().result.unwrap();
+        assert_eq!(result.script_output, None);
+        assert_eq!(result.error_message.as_deref(), Some("kept"));
+        let annotations = object.metadata.annotations.unwrap();
+        // What lookups read stays.
+        assert_eq!(annotations.len(), 1);
+        assert!(annotations.contains_key(REQUEST_ANNOTATION));
     }
 }

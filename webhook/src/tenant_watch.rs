@@ -1,12 +1,16 @@
-//! Keeps the token table current: a watch on the tenant Secrets of the webhook's namespace
-//! rebuilds it on every change, so adding, rotating or revoking a token needs no restart.
+//! Keeps the token table current: a watch on the tenant Secrets of the tenant-Secret namespace
+//! (`--tenant-secrets-namespace`, by default the webhook's own) rebuilds it on every change, so
+//! adding, rotating or revoking a token needs no restart. The tokens' references therefore name
+//! that namespace, which is the only one the notifier reads a notify token from.
 
 use std::sync::{Arc, RwLock};
 
+use esup_operator::watch_guard::guarded_watcher;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
 use kube::Client;
 use kube::api::Api;
+use kube::core::DeserializeGuard;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 
@@ -44,12 +48,19 @@ fn rebuild(store: &Store<Secret>, table: &RwLock<TokenTable>) {
         .unwrap_or_else(std::sync::PoisonError::into_inner) = built;
 }
 
-/// Starts the watch; the table is filled once the first list arrives.
-pub fn spawn(client: Client, namespace: &str, table: Arc<RwLock<TokenTable>>) -> Store<Secret> {
-    let api: Api<Secret> = Api::namespaced(client, namespace);
+/// Starts the watch of `namespace`'s tenant Secrets; the table is filled once the first list
+/// arrives.
+pub fn spawn(
+    client: Client,
+    namespace: &str,
+    table: Arc<RwLock<TokenTable>>,
+    skip: &crate::watch::SkipReport,
+) -> Store<Secret> {
+    let api: Api<DeserializeGuard<Secret>> = Api::namespaced(client, namespace);
     let (reader, writer) = reflector::store();
     let config = watcher::Config::default().labels(TENANT_LABEL);
-    let stream = reflector::reflector(writer, watcher(api, config)).default_backoff();
+    let events = guarded_watcher(api, config, skip.for_kind::<Secret>());
+    let stream = reflector::reflector(writer, events).default_backoff();
     let store = reader.clone();
     tokio::spawn(async move {
         futures::pin_mut!(stream);

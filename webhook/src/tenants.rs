@@ -1,5 +1,5 @@
 //! Tenants and their tokens. Each tenant (an institution) has one Kubernetes Secret in the
-//! webhook's namespace, labelled `runner.esup-portail.org/tenant=<name>`, holding the token(s)
+//! tenant-Secret namespace (`--tenant-secrets-namespace`, by default the webhook's), labelled `runner.esup-portail.org/tenant=<name>`, holding the token(s)
 //! its Esup-Pod uses (keys `token`, `token-*`) and optional settings. The table is rebuilt
 //! whenever such a Secret changes, so tokens rotate without a restart.
 
@@ -156,7 +156,8 @@ impl TokenTable {
     }
 }
 
-fn is_token_key(key: &str) -> bool {
+/// Keys that hold tokens: `token`, `token-*` (several keys let a token rotate).
+pub fn is_token_key(key: &str) -> bool {
     key == "token" || key.starts_with("token-")
 }
 

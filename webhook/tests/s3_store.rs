@@ -10,11 +10,12 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use esup_webhook::store::{ResultStore, StoreConfig, StoreError};
+use esup_webhook::store::{Attempt, ResultStore, StoreConfig, StoreError};
 use futures::stream::{self, TryStreamExt};
 use sha2::{Digest, Sha256};
 
 const UID: &str = "2f53b18a-1c09-4cdb-b31d-6a68f3e6a761";
+const AT: Attempt<'static> = Attempt::launch(UID, 1);
 const BUCKET: &str = "esup-results";
 
 /// The moto process; killed when dropped, so a failing test does not leave it behind.
@@ -126,7 +127,7 @@ async fn read_all(
     path: &str,
     range: Option<std::ops::Range<u64>>,
 ) -> (u64, Vec<u8>) {
-    let (total, s) = store.get(UID, path, range).await.unwrap().unwrap();
+    let (total, s) = store.get(AT, path, range).await.unwrap().unwrap();
     let chunks: Vec<Bytes> = s.try_collect().await.unwrap();
     (total, chunks.concat())
 }
@@ -151,7 +152,7 @@ async fn s3_backend() {
     // Small file: one PUT; sha256 and size computed on the way.
     let stored = store
         .put(
-            UID,
+            AT,
             "info_video.json",
             body(vec![
                 Bytes::from_static(b"hello "),
@@ -166,22 +167,16 @@ async fn s3_backend() {
         "b94d27b9934d3e08a52e52d7da7dabfac484efe37a5380ee9088f7ace2efcde9"
     );
     assert_eq!(stored.size_bytes, 11);
-    assert_eq!(store.head(UID, "info_video.json").await.unwrap(), Some(11));
-    assert_eq!(store.head(UID, "missing.json").await.unwrap(), None);
-    assert!(
-        store
-            .get(UID, "missing.json", None)
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert_eq!(store.head(AT, "info_video.json").await.unwrap(), Some(11));
+    assert_eq!(store.head(AT, "missing.json").await.unwrap(), None);
+    assert!(store.get(AT, "missing.json", None).await.unwrap().is_none());
 
     // 20 MiB of non-repeating bytes: a multipart upload (8 MiB parts).
     let big: Vec<u8> = (0..20 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
     let big = Bytes::from(big);
     let chunks: Vec<Bytes> = big.chunks(1 << 20).map(Bytes::copy_from_slice).collect();
     let stored = store
-        .put(UID, "1080p_my lecture.ts", body(chunks.clone()), u64::MAX)
+        .put(AT, "1080p_my lecture.ts", body(chunks.clone()), u64::MAX)
         .await
         .unwrap();
     assert_eq!(stored.size_bytes, big.len() as u64);
@@ -221,18 +216,18 @@ async fn s3_backend() {
     // Too large, after parts went out: the multipart upload is aborted, nothing appears and
     // the existing object of the same name is untouched.
     let err = store
-        .put(UID, "1080p_my lecture.ts", body(chunks.clone()), 15 << 20)
+        .put(AT, "1080p_my lecture.ts", body(chunks.clone()), 15 << 20)
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::TooLarge { .. }), "{err}");
     let err = store
-        .put(UID, "new.ts", body(chunks.clone()), 15 << 20)
+        .put(AT, "new.ts", body(chunks.clone()), 15 << 20)
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::TooLarge { .. }), "{err}");
-    assert_eq!(store.head(UID, "new.ts").await.unwrap(), None);
+    assert_eq!(store.head(AT, "new.ts").await.unwrap(), None);
     assert_eq!(
-        store.head(UID, "1080p_my lecture.ts").await.unwrap(),
+        store.head(AT, "1080p_my lecture.ts").await.unwrap(),
         Some(total)
     );
     let uploads = http(server.addr, "GET", &format!("/{BUCKET}?uploads")).unwrap();
@@ -252,7 +247,7 @@ async fn s3_backend() {
     for (i, name) in names.iter().enumerate() {
         let content = Bytes::from(format!("content {i}"));
         store
-            .put(UID, name, body(vec![content.clone()]), 100)
+            .put(AT, name, body(vec![content.clone()]), 100)
             .await
             .unwrap();
         assert_eq!(
@@ -268,7 +263,7 @@ async fn s3_backend() {
     ]);
     expected.sort();
     let listed: Vec<String> = store
-        .list(UID)
+        .list(AT)
         .await
         .unwrap()
         .into_iter()
@@ -283,7 +278,7 @@ async fn s3_backend() {
     .unwrap();
     assert!(
         keys.contains(&format!(
-            "<Key>esup/results/{UID}/audio_192k_my lecture.vtt</Key>"
+            "<Key>esup/results/{UID}/1/files/audio_192k_my lecture.vtt</Key>"
         )),
         "{keys}"
     );
@@ -299,7 +294,7 @@ async fn s3_backend() {
             tokio::spawn(async move {
                 let range = (i % 2 == 1).then(|| i * 1000..i * 1000 + 3_000_000);
                 let (_, s) = store
-                    .get(UID, "1080p_my lecture.ts", range.clone())
+                    .get(AT, "1080p_my lecture.ts", range.clone())
                     .await
                     .unwrap()
                     .unwrap();
@@ -319,11 +314,11 @@ async fn s3_backend() {
 
     // Another prefix and another task are other namespaces.
     let other_prefix = server.store(None);
-    assert!(other_prefix.list(UID).await.unwrap().is_empty());
+    assert!(other_prefix.list(AT).await.unwrap().is_empty());
     let other_task = "00000000-0000-0000-0000-000000000001";
     store
         .put(
-            other_task,
+            Attempt::launch(other_task, 1),
             "a.json",
             body(vec![Bytes::from_static(b"{}")]),
             10,
@@ -334,16 +329,30 @@ async fn s3_backend() {
     // Hostile paths never reach the bucket.
     for path in ["../x", "/etc/passwd", "a/../../b"] {
         let err = store
-            .put(UID, path, body(vec![Bytes::from_static(b"x")]), 10)
+            .put(AT, path, body(vec![Bytes::from_static(b"x")]), 10)
             .await
             .unwrap_err();
         assert!(matches!(err, StoreError::InvalidPath(_)), "{path}: {err}");
     }
 
-    assert_eq!(store.delete_task(UID).await.unwrap(), names.len() + 2);
-    assert!(store.list(UID).await.unwrap().is_empty());
+    // The files, and the sums of those whose last upload succeeded (the refused replacement
+    // of the big file removed its sum, which is then computed again from the bytes).
     assert_eq!(
-        store.list(other_task).await.unwrap(),
+        store
+            .stored_sha256(AT, "1080p_my lecture.ts")
+            .await
+            .unwrap()
+            .unwrap()
+            .sha256,
+        sha256_hex(&big)
+    );
+    assert_eq!(
+        store.delete_task(UID).await.unwrap(),
+        (names.len() + 2) + (names.len() + 1)
+    );
+    assert!(store.list(AT).await.unwrap().is_empty());
+    assert_eq!(
+        store.list(Attempt::launch(other_task, 1)).await.unwrap(),
         vec![("a.json".to_string(), 2)]
     );
 }

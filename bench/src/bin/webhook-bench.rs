@@ -414,6 +414,14 @@ impl WebhookProcess {
         command
             .arg("--listen")
             .arg(addr.to_string())
+            // Its metrics port (not scraped here): any free loopback port, so that runs side
+            // by side do not collide on the default 9090.
+            .arg("--metrics-listen")
+            .arg("127.0.0.1:0")
+            // The read phases' keep-alive connections wait idle between phases (while the
+            // webhook settles) longer than the default 20 s the webhook gives a request head.
+            .arg("--header-read-timeout")
+            .arg("10m")
             .arg("--namespace")
             .arg(WEBHOOK_NS)
             .arg("--results-dir")

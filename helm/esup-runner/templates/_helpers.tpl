@@ -69,6 +69,11 @@ app.kubernetes.io/component: {{ .component }}
 {{- toJson $ns -}}
 {{- end -}}
 
+{{/* Namespace of the tenant token Secrets (docs/webhook.md, "Tenants and tokens"). */}}
+{{- define "esup.tenantSecretsNamespace" -}}
+{{- default (printf "%s-tenants" .Release.Namespace | trunc 63 | trimSuffix "-") .Values.tenantSecrets.namespace -}}
+{{- end -}}
+
 {{- define "esup.webhook.url" -}}
 {{- if .Values.webhook.callbackBaseUrl -}}
 {{- .Values.webhook.callbackBaseUrl -}}

@@ -50,6 +50,7 @@ def common(docs):
     pods_restricted(docs)
     rbac_least_privilege(docs)
     runner_service_accounts(docs)
+    webhook_endpoints(docs)
     names = [(d["kind"], d["metadata"].get("namespace"), d["metadata"]["name"]) for d in docs]
     check(len(names) == len(set(names)), "duplicate objects in the rendering")
 
@@ -127,6 +128,96 @@ def runner_service_accounts(docs):
             check(subject["name"] != "esup-runner", f"{binding['metadata']['name']} binds the runner")
 
 
+def tenant_secrets_apart(docs, namespace):
+    """Tenant Secrets live in their own namespace, the only one where the webhook lists Secrets."""
+    for secret in by_kind(docs, "Secret"):
+        if "runner.esup-portail.org/tenant" in secret["metadata"].get("labels", {}):
+            check(secret["metadata"]["namespace"] == namespace, f"tenant Secret {secret['metadata']['name']} outside {namespace}")
+    for role in by_kind(docs, "Role"):
+        for rule in role.get("rules", []):
+            if "secrets" in rule.get("resources", []) and {"list", "watch"} & set(rule["verbs"]):
+                where = (role["metadata"]["namespace"], role["metadata"]["name"])
+                check(where[0] == namespace, f"Role {where} lists Secrets outside {namespace}")
+    roles = [r["metadata"]["namespace"] for r in by_kind(docs, "Role") if r["metadata"]["name"].endswith("-webhook-tenant-secrets")]
+    check(roles == [namespace], f"webhook tenant-Secret Role in {roles}")
+    webhook = one(docs, "Deployment", "-webhook")
+    wenv = env_of(webhook.get("spec", {}).get("template", {}).get("spec", {}).get("containers", [{}])[0])
+    check(wenv.get("ESUP_TENANT_SECRETS_NAMESPACE") == namespace, f"webhook tenant-Secret namespace {wenv.get('ESUP_TENANT_SECRETS_NAMESPACE')}")
+
+
+def admission_policy(docs, release_namespace, exempt_users=(), exempt_groups=()):
+    """Only the webhook's ServiceAccount sets a task's tenant and notify; status is not matched."""
+    policy = one(docs, "ValidatingAdmissionPolicy")
+    binding = one(docs, "ValidatingAdmissionPolicyBinding")
+    spec = policy.get("spec", {})
+    check(spec.get("failurePolicy") == "Fail", "admission policy must fail closed")
+    rules = spec.get("matchConstraints", {}).get("resourceRules", [])
+    check(
+        rules == [{
+            "apiGroups": ["runner.esup-portail.org"], "apiVersions": ["*"], "operations": ["CREATE", "UPDATE"],
+            "resources": ["encodingtasks", "transcriptiontasks"],
+        }],
+        f"admission policy rules {rules}",
+    )
+    trusted = next((v["expression"] for v in spec.get("variables", []) if v["name"] == "trusted"), "")
+    sa = f"system:serviceaccount:{release_namespace}:esup-h-esup-runner-webhook"
+    check(f'request.userInfo.username == "{sa}"' in trusted, f"admission policy trusts {trusted}")
+    check(f"in {json.dumps(list(exempt_users))}".replace(", ", ",") in trusted.replace(", ", ","), f"exempt users in {trusted}")
+    check(f"in {json.dumps(list(exempt_groups))}".replace(", ", ",") in trusted.replace(", ", ","), f"exempt groups in {trusted}")
+    bspec = binding.get("spec", {})
+    check(bspec.get("policyName") == policy.get("metadata", {}).get("name"), "binding names the policy")
+    check(bspec.get("validationActions") == ["Deny"], "binding denies")
+    check("matchResources" not in bspec, "binding covers every namespace")
+
+
+WEBHOOK = "esup-h-esup-runner-webhook"
+
+
+def webhook_endpoints(docs):
+    """The webhook's API port serves Esup-Pod and the runners; /metrics and the probes are on
+    the metrics port only, which no Ingress or HTTPRoute routes and the probes never confuse
+    with /metrics."""
+    webhook = one(docs, "Deployment", "-webhook")
+    containers = webhook.get("spec", {}).get("template", {}).get("spec", {}).get("containers", [{}])
+    container = containers[0] if containers else {}
+    ports = {p["name"]: p["containerPort"] for p in container.get("ports", [])}
+    check(set(ports) == {"http", "metrics"} and ports["http"] != ports["metrics"], f"webhook ports {ports}")
+    for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
+        get = container.get(probe, {}).get("httpGet", {})
+        check(get == {"path": path, "port": "metrics"}, f"webhook {probe} {get}: must be {path} on the metrics port")
+    env = env_of(container)
+    check(env.get("ESUP_LISTEN") == f"0.0.0.0:{ports.get('http')}", f"ESUP_LISTEN {env.get('ESUP_LISTEN')}")
+    check(env.get("ESUP_METRICS_LISTEN") == f"0.0.0.0:{ports.get('metrics')}", f"ESUP_METRICS_LISTEN {env.get('ESUP_METRICS_LISTEN')}")
+    services = {s["metadata"]["name"]: s for s in by_kind(docs, "Service")}
+    api = services.get(WEBHOOK, {}).get("spec", {})
+    check([p.get("targetPort") for p in api.get("ports", [])] == ["http"], f"webhook API Service ports {api.get('ports')}")
+    metrics = services.get(f"{WEBHOOK}-metrics", {})
+    mspec = metrics.get("spec", {})
+    check(mspec.get("type") == "ClusterIP", "webhook metrics Service must stay ClusterIP")
+    check([p.get("targetPort") for p in mspec.get("ports", [])] == ["metrics"], f"webhook metrics Service ports {mspec.get('ports')}")
+    for ingress in by_kind(docs, "Ingress"):
+        for rule in ingress["spec"].get("rules", []):
+            for path in rule.get("http", {}).get("paths", []):
+                backend = path.get("backend", {}).get("service", {})
+                check(
+                    backend.get("name") == WEBHOOK and backend.get("port") == {"name": "http"},
+                    f"Ingress {ingress['metadata']['name']} routes {backend}: only the API port may be routed",
+                )
+    for route in by_kind(docs, "HTTPRoute"):
+        for rule in route["spec"].get("rules", []):
+            for ref in rule.get("backendRefs", []):
+                check(ref.get("name") == WEBHOOK, f"HTTPRoute routes {ref}: only the API Service may be routed")
+    for monitor in by_kind(docs, "ServiceMonitor"):
+        if monitor["metadata"]["name"] == WEBHOOK:
+            labels = monitor["spec"]["selector"]["matchLabels"]
+            check(
+                all(metrics.get("metadata", {}).get("labels", {}).get(k) == v for k, v in labels.items())
+                and any(services.get(WEBHOOK, {}).get("metadata", {}).get("labels", {}).get(k) != v for k, v in labels.items()),
+                f"webhook ServiceMonitor selects {labels}: the metrics Service, not the API's",
+            )
+            check([e["port"] for e in monitor["spec"]["endpoints"]] == ["metrics"], "webhook ServiceMonitor scrapes the metrics port")
+
+
 # ---- scenarios -------------------------------------------------------------------------------
 
 
@@ -139,6 +230,7 @@ def defaults(docs):
     check(env.get("ESUP_RUNNER_IMAGE") == "esup.local/esup-runner:dev", f"runner image {env.get('ESUP_RUNNER_IMAGE')}")
     check(env.get("ESUP_RUNNER_IMAGE_PULL_POLICY") == "IfNotPresent", "runner pull policy")
     check(env.get("ESUP_LEASE_NAME") == "esup-operator", "lease name")
+    check("ESUP_PRIVATE_NETWORKS" not in env, "no URL policy set: no policy variables")
     check(env.get("POD_NAME") == {"fieldRef": {"fieldPath": "metadata.name"}}, "POD_NAME from the downward API")
     check(env.get("POD_NAMESPACE") == {"fieldRef": {"fieldPath": "metadata.namespace"}}, "POD_NAMESPACE")
     check(
@@ -167,11 +259,21 @@ def defaults(docs):
         check("gpu" not in pools["cpu"]["spec"], "CPU pool with GPUs")
     check(len(by_kind(docs, "NetworkPolicy")) == 2, "webhook and operator NetworkPolicies")
     check(not by_kind(docs, "Secret"), "Secrets without tenants or S3")
+    namespaces = {n["metadata"]["name"]: n for n in by_kind(docs, "Namespace")}
+    check(set(namespaces) == {"esup-test-tenants"}, f"created namespaces {sorted(namespaces)}")
+    tenant_secrets_apart(docs, "esup-test-tenants")
+    admission_policy(docs, "esup-test")
 
 
 def full(docs):
     secrets = {s["metadata"]["name"]: s for s in by_kind(docs, "Secret")}
     tenant = secrets.get("esup-h-esup-runner-tenant-univ-x", {})
+    check(tenant.get("metadata", {}).get("namespace") == "esup-tokens", "tenant Secret in tenantSecrets.namespace")
+    check(secrets.get("esup-h-esup-runner-webhook-s3", {}).get("metadata", {}).get("namespace") == "esup-test", "S3 Secret")
+    tenant_secrets_apart(docs, "esup-tokens")
+    admission_policy(
+        docs, "esup-test", ["system:serviceaccount:flux-system:kustomize-controller"], ["system:masters"]
+    )
     check(tenant.get("metadata", {}).get("labels", {}).get("runner.esup-portail.org/tenant") == "univ-x", "tenant label")
     data = tenant.get("stringData", {})
     check(data.get("token") == "tok-univ-x-1" and data.get("token-2027") == "tok-univ-x-2", "tenant tokens")
@@ -181,7 +283,7 @@ def full(docs):
     s3 = secrets.get("esup-h-esup-runner-webhook-s3", {}).get("stringData", {})
     check(s3.get("AWS_ACCESS_KEY_ID") == "AKIATEST", "S3 Secret")
     namespaces = {n["metadata"]["name"]: n for n in by_kind(docs, "Namespace")}
-    check(set(namespaces) == {"pod-univ-x"}, f"created namespaces {sorted(namespaces)}")
+    check(set(namespaces) == {"pod-univ-x", "esup-tokens"}, f"created namespaces {sorted(namespaces)}")
     for ns in namespaces.values():
         labels = ns["metadata"]["labels"]
         check(labels.get("pod-security.kubernetes.io/enforce") == "restricted", "namespace PSS label")
@@ -209,6 +311,9 @@ def full(docs):
         "S3 key from the Secret",
     )
     check(wenv.get("ESUP_PRIVATE_NETWORKS") == "10.96.0.0/12,10.244.0.0/16", "private networks joined")
+    oenv = env_of(one(docs, "Deployment", "-operator")["spec"]["template"]["spec"]["containers"][0])
+    for name in ("ESUP_ALLOWED_HOSTS", "ESUP_PRIVATE_HOSTS", "ESUP_PRIVATE_NETWORKS"):
+        check(oenv.get(name) == wenv.get(name), f"the operator (for runners) gets the webhook's {name}")
     check("ESUP_RESULTS_DIR" not in wenv and not by_kind(docs, "PersistentVolumeClaim"), "PVC with S3")
     ingress = one(docs, "Ingress")
     check(ingress.get("spec", {}).get("rules", [{}])[0].get("host") == "runners.univ-x.fr", "Ingress host")
@@ -219,7 +324,13 @@ def full(docs):
     dashboard(one(docs, "ConfigMap", "-dashboard"))
     policies = {(p["metadata"]["namespace"], p["metadata"]["name"]): p for p in by_kind(docs, "NetworkPolicy")}
     webhook_policy = policies.get(("esup-test", "esup-h-esup-runner-webhook"), {})
-    peers = webhook_policy.get("spec", {}).get("ingress", [{}])[0].get("from", [])
+    rules = webhook_policy.get("spec", {}).get("ingress", [])
+    peers = rules[0].get("from", []) if rules else []
+    monitoring = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+    by_port = {tuple(p["port"] for p in r.get("ports", [])): r.get("from", []) for r in rules}
+    check(set(by_port) == {("http",), ("metrics",)}, f"webhook policy ports {sorted(by_port)}")
+    check(monitoring not in by_port.get(("http",), []), "metricsFrom peers reach the webhook's API port")
+    check(by_port.get(("metrics",)) == [monitoring], "metricsFrom peers, and only they, reach the metrics port")
     check({"ipBlock": {"cidr": "192.0.2.10/32"}} in peers, "Esup-Pod CIDR allowed to the webhook")
     check(
         any(p.get("podSelector", {}).get("matchLabels") == {"app.kubernetes.io/managed-by": "esup-operator"} for p in peers),
@@ -263,6 +374,7 @@ def clusterwide(docs):
     bound = {b["roleRef"]["name"] for b in by_kind(docs, "ClusterRoleBinding")}
     for c in ("operator", "webhook"):
         check(f"esup-h-esup-runner-{c}-tenant" in bound, f"{c} tenant role not bound cluster-wide")
+    tenant_secrets_apart(docs, "esup-test-tenants")
 
 
 def kind(docs):

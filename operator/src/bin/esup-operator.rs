@@ -58,6 +58,23 @@ struct Args {
     /// Retention of finished tasks that set none, e.g. 1440h (60 days).
     #[arg(long, env = "ESUP_DEFAULT_RETENTION", default_value = "1440h", value_parser = cli::parse_duration)]
     default_retention: Duration,
+    /// Finished tasks kept per tenant and namespace; past it the oldest are deleted before
+    /// their retention ends, which bounds etcd and every watch cache.
+    #[arg(
+        long,
+        env = "ESUP_MAX_FINISHED_TASKS_PER_TENANT",
+        default_value_t = 10_000
+    )]
+    max_finished_tasks_per_tenant: usize,
+    /// Launch runner pods only in namespaces that hold a runner NetworkPolicy (label
+    /// runner.esup-portail.org/runner-policy=true); tasks elsewhere wait with the reason
+    /// NoRunnerNetworkPolicy. The chart sets it with networkPolicy.enabled.
+    #[arg(
+        long,
+        env = "ESUP_REQUIRE_RUNNER_NETWORK_POLICY",
+        default_value_t = false
+    )]
+    require_runner_network_policy: bool,
     /// How long a runner pod may fail to pull its image before its attempt ends.
     #[arg(long, env = "ESUP_IMAGE_PULL_GRACE", default_value = "2m", value_parser = cli::parse_duration)]
     image_pull_grace: Duration,
@@ -79,6 +96,17 @@ struct Args {
     /// Queue-position updates written per second at most (positions are informational).
     #[arg(long, env = "ESUP_POSITION_WRITES_PER_SECOND", default_value_t = 20.0)]
     position_writes_per_second: f64,
+    /// URL policy that runners apply to every fetch (source, dressing, mediapackage tracks
+    /// and SMIL, each redirect): the webhook's settings, given to runner containers. Hosts
+    /// (and subdomains) that URLs may use; empty: any public host. Comma-separated.
+    #[arg(long, env = "ESUP_ALLOWED_HOSTS", value_delimiter = ',')]
+    allowed_hosts: Vec<String>,
+    /// Hosts (and subdomains) that runners may reach at private addresses. Comma-separated.
+    #[arg(long, env = "ESUP_PRIVATE_HOSTS", value_delimiter = ',')]
+    private_hosts: Vec<String>,
+    /// Private networks runners may fetch from, e.g. 10.96.0.0/12. Comma-separated CIDRs.
+    #[arg(long, env = "ESUP_PRIVATE_NETWORKS", value_delimiter = ',')]
+    private_networks: Vec<esup_api::url_policy::IpNet>,
     /// Log format: text or json.
     #[arg(long, env = "ESUP_LOG_FORMAT", default_value = "text")]
     log_format: String,
@@ -117,10 +145,17 @@ async fn run(args: Args) -> Result<(), String> {
             job_ttl_seconds: args.job_ttl_seconds,
             service_account: args.runner_service_account.filter(|s| !s.is_empty()),
             models_claim: args.runner_models_claim.filter(|s| !s.is_empty()),
+            url_policy: esup_api::url_policy::UrlPolicy {
+                allowed_hosts: args.allowed_hosts,
+                private_hosts: args.private_hosts,
+                private_networks: args.private_networks,
+            },
         },
         settings: Settings {
             image_pull_grace: args.image_pull_grace,
             default_retention: args.default_retention,
+            max_finished_per_tenant: args.max_finished_tasks_per_tenant.max(1),
+            require_runner_network_policy: args.require_runner_network_policy,
             ..Settings::default()
         },
         min_pass_interval: Duration::from_millis(100),

@@ -15,15 +15,17 @@ pub enum Source {
     Nodes,
     Jobs,
     Pods,
+    RunnerPolicies,
 }
 
-pub const ALL_SOURCES: [Source; 6] = [
+pub const ALL_SOURCES: [Source; 7] = [
     Source::EncodingTasks,
     Source::TranscriptionTasks,
     Source::Pools,
     Source::Nodes,
     Source::Jobs,
     Source::Pods,
+    Source::RunnerPolicies,
 ];
 
 /// One change from a watcher, already converted.
@@ -39,6 +41,9 @@ pub enum Change {
     JobGone(String, String),
     Pod(PodInfo),
     PodGone(PodInfo),
+    /// A runner NetworkPolicy (namespace, name) exists.
+    RunnerPolicy(String, String),
+    RunnerPolicyGone(String, String),
     /// A relist started: what the following `Listed` does not mention is gone.
     Relist(Source),
     /// The relist is complete.
@@ -55,6 +60,8 @@ pub struct Index {
     pub jobs: HashMap<(String, String), JobInfo>,
     /// By (namespace, Job name).
     pub pods: HashMap<(String, String), PodInfo>,
+    /// Runner NetworkPolicies, by (namespace, name).
+    pub runner_policies: HashSet<(String, String)>,
     synced: HashSet<Source>,
     /// Keys seen since a relist began, per source.
     relisting: HashMap<Source, HashSet<String>>,
@@ -78,7 +85,12 @@ impl Index {
     }
 
     /// Records a task the operator just wrote (the API server's answer).
-    pub fn put_task(&mut self, task: Task) {
+    pub fn put_task(&mut self, mut task: Task) {
+        // The operator never reads the runner's output; results recorded before it moved to
+        // the result store hold up to 64 KiB of it, kept here for the task's whole retention.
+        if let Some(result) = task.status.result.as_mut() {
+            result.script_output = None;
+        }
         let current = self.tasks.get(&task.uid);
         if current.is_none_or(|c| {
             newer(
@@ -141,6 +153,13 @@ impl Index {
                     self.pods.remove(&key);
                 }
             }
+            Change::RunnerPolicy(ns, name) => {
+                seen(Source::RunnerPolicies, &format!("{ns}/{name}"));
+                self.runner_policies.insert((ns, name));
+            }
+            Change::RunnerPolicyGone(ns, name) => {
+                self.runner_policies.remove(&(ns, name));
+            }
             Change::Relist(source) => {
                 self.relisting.insert(source, HashSet::new());
             }
@@ -172,6 +191,9 @@ impl Index {
             Source::Pods => self
                 .pods
                 .retain(|_, p| keys.contains(&format!("{}/{}", p.namespace, p.name))),
+            Source::RunnerPolicies => self
+                .runner_policies
+                .retain(|(ns, name)| keys.contains(&format!("{ns}/{name}"))),
         }
     }
 }

@@ -16,8 +16,11 @@ use esup_api::{EncodingTask, RunnerPool, TaskStatus, TranscriptionTask};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Node, ObjectReference, Pod, Secret};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, PropagationPolicy};
+use kube::core::DeserializeGuard;
+use kube::core::error_boundary::InvalidObject;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource};
@@ -34,6 +37,7 @@ use crate::schedule::{
     self, Action, Note, Observation, Plan, PoolReport, Settings, Snapshot, TaskChange,
 };
 use crate::status::operator_owned;
+use crate::watch_guard;
 use index::{Change, Index, Source};
 
 /// Field manager of every write of the operator.
@@ -55,6 +59,13 @@ pub struct Config {
     pub position_writes_per_second: f64,
     /// Reporter instance of Events (the pod name).
     pub instance: String,
+}
+
+/// What each watcher needs to read its kind and report the objects it skips.
+struct Watched {
+    client: Client,
+    recorder: Recorder,
+    metrics: Arc<Metrics>,
 }
 
 /// Shared between the watchers and the loop.
@@ -160,6 +171,11 @@ impl Operator {
                 jobs: &index.jobs,
                 pods: &index.pods,
                 launch_errors: &self.launch_errors,
+                policed_namespaces: index
+                    .runner_policies
+                    .iter()
+                    .map(|(ns, _)| ns.as_str())
+                    .collect(),
             };
             (
                 schedule::plan(&snapshot, now, &self.config.settings),
@@ -392,7 +408,9 @@ impl Operator {
             // The task or the pool went away meanwhile; the next pass sees it.
             return Ok(());
         };
-        self.ensure_callback_secret(&task).await?;
+        // The Secret first, then the Job that reads it: a crash in between leaves a Secret
+        // that the next pass's create finds (409) and keeps.
+        self.ensure_callback_secret(&task, launch).await?;
         let job = job::build_job(
             &Launch {
                 task: &task,
@@ -415,14 +433,14 @@ impl Operator {
         Ok(())
     }
 
-    /// Creates the task's callback token once; an existing Secret is kept, since a running
-    /// attempt may already hold its token.
-    async fn ensure_callback_secret(&self, task: &Task) -> Result<()> {
+    /// Creates the launch's callback token once; an existing Secret is kept, since the
+    /// launch's Job may already run with its token.
+    async fn ensure_callback_secret(&self, task: &Task, launch: u32) -> Result<()> {
         let secrets: Api<Secret> = Api::namespaced(self.client.clone(), &task.key.namespace);
         let mut bytes = [0u8; 32];
         getrandom::fill(&mut bytes).map_err(|e| Error::Random(e.to_string()))?;
         let token = esup_api::lower_hex(&bytes);
-        let secret = job::callback_secret(task, &token);
+        let secret = job::callback_secret(task, launch, &token);
         self.metrics.inc_writes("secret");
         match secrets
             .create(
@@ -441,7 +459,7 @@ impl Operator {
                 format!(
                     "Secret {}/{}",
                     task.key.namespace,
-                    job::callback_secret_name(task)
+                    job::callback_secret_name(task, launch)
                 ),
                 e,
             )),
@@ -613,10 +631,14 @@ impl Operator {
     }
 
     fn spawn_watchers(&self) {
-        let client = &self.client;
+        let watched = || Watched {
+            client: self.client.clone(),
+            recorder: self.recorder.clone(),
+            metrics: self.metrics.clone(),
+        };
         let managed = watcher::Config::default().labels(labels::SELECTOR);
         spawn_watch::<EncodingTask>(
-            Api::all(client.clone()),
+            watched(),
             watcher::Config::default(),
             Source::EncodingTasks,
             self.shared.clone(),
@@ -624,7 +646,7 @@ impl Operator {
             |t| t.metadata.uid.clone().map(Change::TaskGone),
         );
         spawn_watch::<TranscriptionTask>(
-            Api::all(client.clone()),
+            watched(),
             watcher::Config::default(),
             Source::TranscriptionTasks,
             self.shared.clone(),
@@ -632,7 +654,7 @@ impl Operator {
             |t| t.metadata.uid.clone().map(Change::TaskGone),
         );
         spawn_watch::<RunnerPool>(
-            Api::all(client.clone()),
+            watched(),
             watcher::Config::default(),
             Source::Pools,
             self.shared.clone(),
@@ -640,7 +662,7 @@ impl Operator {
             |p| p.metadata.name.clone().map(Change::PoolGone),
         );
         spawn_watch::<Node>(
-            Api::all(client.clone()),
+            watched(),
             watcher::Config::default(),
             Source::Nodes,
             self.shared.clone(),
@@ -648,7 +670,7 @@ impl Operator {
             |n| n.metadata.name.clone().map(Change::NodeGone),
         );
         spawn_watch::<Job>(
-            Api::all(client.clone()),
+            watched(),
             managed.clone(),
             Source::Jobs,
             self.shared.clone(),
@@ -661,31 +683,67 @@ impl Operator {
             },
         );
         spawn_watch::<Pod>(
-            Api::all(client.clone()),
+            watched(),
             managed,
             Source::Pods,
             self.shared.clone(),
             |p| PodInfo::from_object(p).map(Change::Pod),
             |p| PodInfo::from_object(p).map(Change::PodGone),
         );
+        spawn_watch::<NetworkPolicy>(
+            watched(),
+            watcher::Config::default().labels(labels::RUNNER_POLICY_SELECTOR),
+            Source::RunnerPolicies,
+            self.shared.clone(),
+            |p| {
+                Some(Change::RunnerPolicy(
+                    p.metadata.namespace.clone()?,
+                    p.metadata.name.clone()?,
+                ))
+            },
+            |p| {
+                Some(Change::RunnerPolicyGone(
+                    p.metadata.namespace.clone()?,
+                    p.metadata.name.clone()?,
+                ))
+            },
+        );
     }
 }
 
 /// Runs one watcher for ever, converting each object as it arrives so that full objects are
 /// never kept.
+/// Objects that do not decode are reported and skipped ([`crate::watch_guard`]).
 fn spawn_watch<K>(
-    api: Api<K>,
+    watched: Watched,
     config: watcher::Config,
     source: Source,
     shared: Arc<Shared>,
     applied: fn(&K) -> Option<Change>,
     deleted: fn(&K) -> Option<Change>,
 ) where
-    K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
-    K::DynamicType: Default,
+    K: Resource<DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
 {
+    let Watched {
+        client,
+        recorder,
+        metrics,
+    } = watched;
+    let api: Api<DeserializeGuard<K>> = Api::all(client);
+    let on_invalid = move |invalid: &InvalidObject| {
+        metrics.inc_undecodable(&K::kind(&()));
+        watch_guard::report::<K>(&recorder, invalid);
+    };
     tokio::spawn(async move {
-        let mut stream = watcher(api, config).default_backoff().boxed();
+        let mut stream = watch_guard::guarded_watcher(api, config, on_invalid)
+            .default_backoff()
+            .boxed();
         loop {
             let event = match stream.try_next().await {
                 Ok(Some(event)) => event,

@@ -6,8 +6,9 @@
 pub mod capacity;
 pub mod fair_share;
 pub mod queue;
+pub mod retention;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::Duration;
 
 use esup_api::conditions::{reason, task as cond};
@@ -17,7 +18,7 @@ use esup_api::{RunnerPoolStatus, TaskOutcome, TaskPhase, TaskPriority, TaskStatu
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
-use crate::failure::{self, AttemptEnd, Failure, FailureClass};
+use crate::failure::{self, AttemptEnd, FREE_DISRUPTIONS, Failure, FailureClass};
 use crate::model::{JobInfo, NodeInfo, PodInfo, Pool, Task, TaskKey};
 use crate::status::{enter_phase, owned_equal, queued_since};
 use capacity::{Holder, PoolCapacity};
@@ -37,6 +38,12 @@ pub struct Settings {
     /// An admitted task whose Job is not seen after this long gets it created again (the
     /// operator may have stopped between writing the status and creating the Job).
     pub relaunch_grace: Duration,
+    /// Finished tasks kept per tenant (and namespace); the oldest past it are deleted before
+    /// their retention ends.
+    pub max_finished_per_tenant: usize,
+    /// Launch runner pods only in namespaces that have a runner NetworkPolicy: a namespace
+    /// added outside the chart would otherwise run them with open egress.
+    pub require_runner_network_policy: bool,
 }
 
 impl Default for Settings {
@@ -45,6 +52,8 @@ impl Default for Settings {
             image_pull_grace: Duration::from_secs(120),
             default_retention: Duration::from_secs(60 * 24 * 3600),
             relaunch_grace: Duration::from_secs(10),
+            max_finished_per_tenant: 10_000,
+            require_runner_network_policy: false,
         }
     }
 }
@@ -58,6 +67,8 @@ pub struct Snapshot<'a> {
     pub pods: &'a HashMap<(String, String), PodInfo>,
     /// Job creations the API server refused at the last try, by task uid.
     pub launch_errors: &'a HashMap<String, String>,
+    /// Namespaces that have a runner NetworkPolicy ([`crate::model::labels::RUNNER_POLICY`]).
+    pub policed_namespaces: HashSet<&'a str>,
 }
 
 /// Something for the cluster's operator to see as an Event on the task.
@@ -154,6 +165,7 @@ pub fn plan(snapshot: &Snapshot<'_>, now: Timestamp, settings: &Settings) -> Pla
 
     // 1. Each task on its own: attempts that ended, started or got stuck; timeouts; retention.
     let mut work: Vec<Work<'_>> = Vec::with_capacity(snapshot.tasks.len());
+    let mut kept: Vec<&Task> = Vec::new();
     for task in snapshot.tasks.iter().copied() {
         if task.deleting {
             continue;
@@ -161,6 +173,8 @@ pub fn plan(snapshot: &Snapshot<'_>, now: Timestamp, settings: &Settings) -> Pla
         if task.status.phase.is_terminal() {
             if expired(task, now, settings) {
                 plan.expired.push(task.key.clone());
+            } else {
+                kept.push(task);
             }
             continue;
         }
@@ -175,6 +189,11 @@ pub fn plan(snapshot: &Snapshot<'_>, now: Timestamp, settings: &Settings) -> Pla
         advance(&mut w, snapshot, &pools, now, settings);
         work.push(w);
     }
+
+    plan.expired.extend(retention::over_bound(
+        kept,
+        settings.max_finished_per_tenant,
+    ));
 
     // 2. Capacity, from the attempts that hold slots after step 1.
     let holders: Vec<Holder<'_>> = work
@@ -193,10 +212,20 @@ pub fn plan(snapshot: &Snapshot<'_>, now: Timestamp, settings: &Settings) -> Pla
     let usage = usage_by_pool_and_tenant(snapshot.tasks.iter().copied(), &pool_by_name, now);
 
     // 3. Admission, pool by pool in priority order.
-    let candidate_lists: Vec<Vec<&Pool>> = work
+    let unpoliced: Vec<bool> = work
         .iter()
         .map(|w| {
-            if w.admissible {
+            settings.require_runner_network_policy
+                && !snapshot
+                    .policed_namespaces
+                    .contains(w.task.key.namespace.as_str())
+        })
+        .collect();
+    let candidate_lists: Vec<Vec<&Pool>> = work
+        .iter()
+        .enumerate()
+        .map(|(i, w)| {
+            if w.admissible && !unpoliced[i] {
                 queue::candidates(w.task, &pools)
             } else {
                 Vec::new()
@@ -313,13 +342,24 @@ pub fn plan(snapshot: &Snapshot<'_>, now: Timestamp, settings: &Settings) -> Pla
         if !w.admissible || admitted[i] {
             continue;
         }
-        let (why, message) = waiting_reason(
-            w,
-            &candidate_lists[i],
-            reachable[i],
-            &caps,
-            capped.contains(&i),
-        );
+        let (why, message) = if unpoliced[i] {
+            (
+                reason::NO_RUNNER_NETWORK_POLICY,
+                format!(
+                    "namespace {} has no runner NetworkPolicy (label {}=true): its runner pods would have open egress; add the namespace to the chart's tenants or rbac.extraTenantNamespaces",
+                    w.task.key.namespace,
+                    crate::model::labels::RUNNER_POLICY
+                ),
+            )
+        } else {
+            waiting_reason(
+                w,
+                &candidate_lists[i],
+                reachable[i],
+                &caps,
+                capped.contains(&i),
+            )
+        };
         enter_phase(
             &mut w.status,
             TaskPhase::Queued,
@@ -807,11 +847,27 @@ fn succeed(w: &mut Work<'_>, now: Timestamp) {
 fn end_attempt(w: &mut Work<'_>, failure: Failure, now: Timestamp, stop: bool) {
     let class = failure.class;
     let pool = w.status.pool.clone().unwrap_or_default();
+    let charged = class.charged()
+        || (class.free_disruption() && w.status.free_disruptions >= FREE_DISRUPTIONS);
+    if !charged && class.free_disruption() {
+        w.status.free_disruptions += 1;
+    }
+    let failure = if charged && !class.charged() {
+        Failure::new(
+            class,
+            format!(
+                "{} (charged: more than {FREE_DISRUPTIONS} free retries after evictions or node losses)",
+                failure.message
+            ),
+        )
+    } else {
+        failure
+    };
     close_record(
         w,
         Some(class.reason()),
         Some(failure.message.clone()),
-        class.charged(),
+        charged,
         now,
     );
     if stop && let Some(job) = w.status.job_name.clone() {
@@ -821,7 +877,7 @@ fn end_attempt(w: &mut Work<'_>, failure: Failure, now: Timestamp, stop: bool) {
         pool,
         reason: class.reason().to_owned(),
     });
-    if class.charged() {
+    if charged {
         w.status.attempts += 1;
     }
     let retry = &w.task.common().retry;
@@ -833,7 +889,7 @@ fn end_attempt(w: &mut Work<'_>, failure: Failure, now: Timestamp, stop: bool) {
             TaskPhase::Failed
         };
         finish(w, phase, class.reason(), &failure.message, now);
-    } else if class.charged() && w.status.attempts >= retry.max_attempts {
+    } else if charged && w.status.attempts >= retry.max_attempts {
         let message = format!(
             "{} of {} attempts failed; last: {}",
             w.status.attempts, retry.max_attempts, failure.message
@@ -846,7 +902,7 @@ fn end_attempt(w: &mut Work<'_>, failure: Failure, now: Timestamp, stop: bool) {
             now,
         );
     } else {
-        let (why, next) = if class.charged() {
+        let (why, next) = if charged {
             let wait = backoff(&w.status, retry);
             (reason::BACKING_OFF, Some(Time(time_after(now, wait))))
         } else {

@@ -14,6 +14,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 
 use super::{Action, Observation, Plan, PoolReport, Settings, Snapshot, TaskChange, plan};
+use crate::failure::FREE_DISRUPTIONS;
 use crate::job::job_name;
 use crate::model::{
     ContainerInfo, JobCondition, JobInfo, NodeInfo, PodInfo, Pool, Task, TaskKey, TaskKind,
@@ -210,6 +211,8 @@ struct Sim {
     pods: HashMap<(String, String), PodInfo>,
     launch_errors: HashMap<String, String>,
     settings: Settings,
+    /// Namespaces with a runner NetworkPolicy.
+    policed: Vec<String>,
     /// Create an active Job for each `Launch` action, as the runtime does.
     create_jobs: bool,
 }
@@ -225,6 +228,7 @@ impl Sim {
             pods: HashMap::new(),
             launch_errors: HashMap::new(),
             settings: Settings::default(),
+            policed: Vec::new(),
             create_jobs: true,
         }
     }
@@ -247,6 +251,7 @@ impl Sim {
             jobs: &self.jobs,
             pods: &self.pods,
             launch_errors: &self.launch_errors,
+            policed_namespaces: self.policed.iter().map(String::as_str).collect(),
         };
         plan(&snapshot, self.now(), &self.settings)
     }
@@ -1452,6 +1457,84 @@ fn backoff_doubles_up_to_its_cap_then_retries_run_out() {
 }
 
 #[test]
+fn evictions_are_free_only_up_to_an_allowance_so_a_task_cannot_loop_for_ever() {
+    // A media file that makes every node it lands on run out of memory: the kubelet evicts
+    // the runner each time. Without a bound this requeues for ever at no charge.
+    let retry = "retry: {maxAttempts: 2, initialBackoff: 10s, maxBackoff: 10s}";
+    let mut sim = Sim::new(vec![encoding_pool("p", 1)], nodes(4));
+    sim.add(encoding("t", "univ-x", retry));
+    sim.pass();
+    let mut evictions = 0;
+    while sim.status("t").phase != TaskPhase::Failed {
+        assert!(evictions < 20, "still retrying after {evictions} evictions");
+        sim.t += 5;
+        sim.run_pod("t", "n1");
+        sim.pass();
+        sim.t += 5;
+        sim.end("t", End::Evicted);
+        sim.pass();
+        evictions += 1;
+        let status = sim.status("t");
+        let record = last_attempt(status);
+        assert_eq!(record.reason.as_deref(), Some(reason::EVICTED));
+        let free = evictions <= FREE_DISRUPTIONS;
+        assert_eq!(record.charged, !free, "eviction {evictions}");
+        assert_eq!(
+            status.free_disruptions,
+            evictions.min(FREE_DISRUPTIONS),
+            "eviction {evictions}"
+        );
+        sim.t += 10; // past any backoff
+        sim.pass();
+    }
+    let status = sim.status("t");
+    assert_eq!(
+        evictions,
+        FREE_DISRUPTIONS + 2,
+        "two free, then two charged attempts"
+    );
+    assert_eq!(status.attempts, 2);
+    assert_eq!(why(status), reason::RETRIES_EXHAUSTED);
+    assert!(message(status).contains("charged"), "{}", message(status));
+}
+
+#[test]
+fn a_namespace_without_a_runner_network_policy_gets_no_runner_when_one_is_required() {
+    let mut sim = Sim::new(vec![encoding_pool("p", 2)], nodes(1));
+    sim.settings.require_runner_network_policy = true;
+    sim.add(encoding("t", "univ-x", ""));
+    let plan = sim.pass();
+    assert_eq!(launched(&plan), [], "no runner with open egress");
+    let status = sim.status("t");
+    assert_eq!(status.phase, TaskPhase::Queued);
+    assert_eq!(why(status), reason::NO_RUNNER_NETWORK_POLICY);
+    assert!(message(status).contains(NS), "{}", message(status));
+    // The chart's policy appears in the namespace: the task is launched.
+    sim.policed.push(NS.to_owned());
+    assert_eq!(launched(&sim.pass_at(1)), [("t", "p")]);
+    // Not required (no NetworkPolicy controller in the cluster): launched as before.
+    let mut open = Sim::new(vec![encoding_pool("p", 2)], nodes(1));
+    open.add(encoding("t", "univ-x", ""));
+    assert_eq!(launched(&open.pass()), [("t", "p")]);
+}
+
+#[test]
+fn preemptions_stay_free() {
+    let mut sim = running_task("retry: {maxAttempts: 1, initialBackoff: 10s, maxBackoff: 10s}");
+    for _ in 0..(FREE_DISRUPTIONS + 3) {
+        sim.end("t", End::SchedulerPreempted);
+        sim.pass();
+        assert_eq!(sim.status("t").phase, TaskPhase::Queued);
+        sim.pass();
+        sim.t += 5;
+        sim.run_pod("t", "n1");
+        sim.pass();
+    }
+    assert_eq!(sim.status("t").attempts, 0);
+    assert_eq!(sim.status("t").free_disruptions, 0);
+}
+
+#[test]
 fn a_runner_that_fails_before_it_is_seen_running_still_marks_its_node() {
     let mut sim = Sim::new(vec![encoding_pool("p", 1)], nodes(2));
     sim.add(encoding("t", "univ-x", ""));
@@ -1708,6 +1791,8 @@ fn a_task_whose_job_vanished_after_delivering_its_result_succeeds() {
             error_message: None,
             files: Vec::new(),
             hardware: None,
+            launch: None,
+            script_output_ref: None,
             script_output: None,
             report_time: Time(at(40)),
         });

@@ -8,8 +8,15 @@ use std::process::Command;
 
 use serde_json::Value;
 
+/// The runner binary, allowed to fetch from 127.0.0.1 (where the tests' servers listen) and
+/// nowhere else private; a test that needs another URL policy sets the variables again.
 pub fn runner() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_esup-runner"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_esup-runner"));
+    command
+        .env("ESUP_PRIVATE_NETWORKS", "127.0.0.1/32")
+        .env_remove("ESUP_ALLOWED_HOSTS")
+        .env_remove("ESUP_PRIVATE_HOSTS");
+    command
 }
 
 /// Runs the ffmpeg CLI (quiet), panicking on failure.

@@ -6,13 +6,41 @@ use ffmpeg_next as ff;
 
 use crate::error::TranscribeError;
 
+/// The only protocol libavformat may use on the runner's files: they are downloaded first, so
+/// a file never needs the network, and a hostile one cannot make libav fetch a URL.
+pub const PROTOCOLS: &str = "file";
+
+/// The demuxers the runner reads, by libavformat name: the containers of the accepted
+/// extensions (esup-runner's `naming::MEDIA_EXTENSIONS`: mov/mp4/m4v/3gp, matroska/webm, avi/divx, flv,
+/// mpegts/mts/ts, mpeg/mpg/m2p, asf/wmv/wma, mp3, wav, ogg), what Esup-Pod and Opencast
+/// Studio also produce (mxf, flac, aac, raw h264/hevc/mpeg video, dv), and the watermark's
+/// still images (png, jpeg, webp, gif, image2). Everything else is refused, above all the
+/// formats that open further files or URLs named inside the file: playlists (hls, dash),
+/// scripts (concat), session descriptions (sdp, rtsp), IMF packages.
+pub const DEMUXERS: &str = "mov,matroska,avi,flv,mpegts,mpeg,asf,mp3,wav,ogg,mxf,flac,aac,h264,hevc,mpegvideo,m4v,dv,png_pipe,jpeg_pipe,webp_pipe,gif,image2";
+
+/// Opens a media file under the whitelists, with `extra` options; libavformat's own error.
+/// Every open of a downloaded or local media file goes through here.
+pub fn open_safe(
+    path: &Path,
+    extra: &[(&str, &str)],
+) -> Result<ff::format::context::Input, ff::Error> {
+    let mut options = ff::Dictionary::new();
+    options.set("protocol_whitelist", PROTOCOLS);
+    options.set("format_whitelist", DEMUXERS);
+    for (key, value) in extra {
+        options.set(key, value);
+    }
+    ff::format::input_with_dictionary(path, options)
+}
+
 /// Whisper's sample rate.
 pub const SAMPLE_RATE: u32 = 16_000;
 
 /// Decodes the best audio stream of `path` to 16 kHz mono f32 samples.
 pub fn decode_to_pcm16k(path: &Path) -> Result<Vec<f32>, TranscribeError> {
     ff::init().map_err(|e| TranscribeError::Decode(format!("libav init: {e}")))?;
-    let mut input = ff::format::input(path).map_err(|e| TranscribeError::InputUnreadable {
+    let mut input = open_safe(path, &[]).map_err(|e| TranscribeError::InputUnreadable {
         path: path.to_path_buf(),
         reason: format!("{e} (not a media file libav can read)"),
     })?;

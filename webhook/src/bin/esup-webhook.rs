@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -11,7 +12,9 @@ use esup_operator::cli;
 use esup_webhook::dedup::Dedup;
 use esup_webhook::manager_api::App;
 use esup_webhook::notifier::NotifierConfig;
-use esup_webhook::server::{self, RateLimiter};
+use esup_webhook::rate_limit::ClientAddress;
+use esup_webhook::serve::{BodyTimeouts, ServeConfig};
+use esup_webhook::server::{self, Limits};
 use esup_webhook::store::{ResultStore, StoreConfig};
 use esup_webhook::tasks::Tasks;
 use esup_webhook::tenants::TokenTable;
@@ -29,9 +32,31 @@ struct Args {
     /// Address of the API Esup-Pod and the runners call.
     #[arg(long, env = "ESUP_LISTEN", default_value = "0.0.0.0:8080")]
     listen: SocketAddr,
-    /// Namespace of the tenant Secrets (the webhook's own namespace).
+    /// Address of `/metrics`, `/healthz` and `/readyz`; never the API's port, never routed by
+    /// the chart's Ingress.
+    #[arg(long, env = "ESUP_METRICS_LISTEN", default_value = "0.0.0.0:9090")]
+    metrics_listen: SocketAddr,
+    /// Most connections open at once on the API port; beyond, new ones wait unaccepted.
+    #[arg(long, env = "ESUP_MAX_CONNECTIONS", default_value_t = 1024)]
+    max_connections: usize,
+    /// Time for a request's head to arrive, from the connection's opening or the end of the
+    /// previous request (so it also closes idle keep-alive connections).
+    #[arg(long, env = "ESUP_HEADER_READ_TIMEOUT", default_value = "20s", value_parser = cli::parse_duration)]
+    header_read_timeout: Duration,
+    /// Longest wait for the next bytes of a request body.
+    #[arg(long, env = "ESUP_BODY_IDLE_TIMEOUT", default_value = "30s", value_parser = cli::parse_duration)]
+    body_idle_timeout: Duration,
+    /// Slowest average rate of a request body in bytes per second of waiting for it, after the
+    /// first --body-idle-timeout; 0: none. Uploads of results are long but not that slow.
+    #[arg(long, env = "ESUP_BODY_MIN_RATE", default_value_t = 1024)]
+    body_min_rate: u64,
+    /// The webhook's own namespace (the notifier's Lease).
     #[arg(long, env = "POD_NAMESPACE", default_value = "esup-system")]
     namespace: String,
+    /// Namespace of the tenant token Secrets, the only one notify tokens are read from;
+    /// unset: the webhook's own namespace.
+    #[arg(long, env = "ESUP_TENANT_SECRETS_NAMESPACE")]
+    tenant_secrets_namespace: Option<String>,
     /// Hosts (and their subdomains) that source, notify and dressing URLs may use; empty: any
     /// public host. Comma-separated.
     #[arg(long, env = "ESUP_ALLOWED_HOSTS", value_delimiter = ',')]
@@ -43,9 +68,33 @@ struct Args {
     /// Private networks allowed as URL targets, e.g. 10.96.0.0/12. Comma-separated CIDRs.
     #[arg(long, env = "ESUP_PRIVATE_NETWORKS", value_delimiter = ',')]
     private_networks: Vec<ipnet::IpNet>,
-    /// Requests per client address per minute (the reference manager's default is 120).
+    /// Requests per tenant per minute, once its token authenticated (the reference manager's
+    /// default is 120); 0: no limit.
     #[arg(long, env = "ESUP_RATE_LIMIT_PER_MINUTE", default_value_t = 120)]
     rate_limit_per_minute: u32,
+    /// Runner callbacks per task per minute, once the callback token matched; 0: no limit.
+    #[arg(
+        long,
+        env = "ESUP_CALLBACK_RATE_LIMIT_PER_MINUTE",
+        default_value_t = 600
+    )]
+    callback_rate_limit_per_minute: u32,
+    /// Requests per client address per minute without valid credentials: public pages and
+    /// failed authentications (they also stop a runner callback's token check); 0: no limit.
+    #[arg(
+        long,
+        env = "ESUP_ANONYMOUS_RATE_LIMIT_PER_MINUTE",
+        default_value_t = 60
+    )]
+    anonymous_rate_limit_per_minute: u32,
+    /// Proxies (e.g. the Ingress controller's pods) whose --client-ip-header is believed.
+    /// Comma-separated CIDRs; empty: the client is always the TCP peer.
+    #[arg(long, env = "ESUP_TRUSTED_PROXIES", value_delimiter = ',')]
+    trusted_proxies: Vec<ipnet::IpNet>,
+    /// Header naming the client behind a trusted proxy, comma-separated hops, nearest last
+    /// (the rightmost address that is not a trusted proxy is the client).
+    #[arg(long, env = "ESUP_CLIENT_IP_HEADER", default_value = "X-Forwarded-For", value_parser = parse_header_name)]
+    client_ip_header: String,
     /// Directory of the result files (a PVC in the chart). Ignored with --s3-bucket.
     #[arg(
         long,
@@ -99,6 +148,12 @@ struct Args {
     log_format: String,
 }
 
+fn parse_header_name(s: &str) -> Result<String, String> {
+    warp::http::HeaderName::from_bytes(s.trim().as_bytes())
+        .map(|name| name.as_str().to_owned())
+        .map_err(|e| format!("not a header name: {e}"))
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
@@ -113,18 +168,43 @@ async fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> Result<(), String> {
+    // One shutdown signal for both listeners.
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        cli::shutdown_signal().await;
+        let _ = stop.send(true);
+    });
+    let shutdown = move || {
+        let mut stopping = stopping.clone();
+        async move {
+            let _ = stopping.wait_for(|stop| *stop).await;
+        }
+    };
     let client = kube::Client::try_default()
         .await
         .map_err(|e| format!("cannot configure the Kubernetes client: {e}"))?;
     let tokens = Arc::new(RwLock::new(TokenTable::default()));
-    esup_webhook::tenant_watch::spawn(client.clone(), &args.namespace, tokens.clone());
-    let tasks = Tasks::start(client.clone());
+    let tenant_secrets = args
+        .tenant_secrets_namespace
+        .clone()
+        .unwrap_or_else(|| args.namespace.clone());
+    // Undecodable objects are counted from the first watch on; the metrics registry that
+    // exposes the count is made later.
+    let undecodable = esup_webhook::metrics::Undecodable::default();
+    let skip = esup_webhook::watch::SkipReport::new(
+        client.clone(),
+        &cli::identity(None, "esup-webhook"),
+        undecodable.clone(),
+    );
+    esup_webhook::tenant_watch::spawn(client.clone(), &tenant_secrets, tokens.clone(), &skip);
+    let tasks = Tasks::start_reporting(client.clone(), Some(&skip));
     let (pools, writer) = reflector::store();
     let pool_stream = reflector::reflector(
         writer,
-        watcher(
-            kube::Api::<esup_api::RunnerPool>::all(client.clone()),
+        esup_operator::watch_guard::guarded_watcher(
+            kube::Api::<kube::core::DeserializeGuard<esup_api::RunnerPool>>::all(client.clone()),
             watcher::Config::default(),
+            skip.for_kind::<esup_api::RunnerPool>(),
         ),
     )
     .default_backoff()
@@ -160,10 +240,44 @@ async fn run(args: Args) -> Result<(), String> {
         .map_err(|e| format!("result store {store_config:?}: {e}"))?;
     let identity = cli::identity(None, "esup-webhook");
     let mut notifier = NotifierConfig::new(&args.namespace, identity, policy.clone());
+    notifier.tenant_secrets_namespace = tenant_secrets;
+    notifier.skip_report = Some(skip.clone());
     notifier.read_timeout = args.notify_read_timeout;
     notifier.retry_delays = esup_webhook::notifier::backoff_delays(args.notify_retry_base, 1.5, 5);
-    let metrics = Arc::new(esup_webhook::metrics::Metrics::new(notifier.stats.clone()));
-    tokio::spawn(esup_webhook::notifier::run(client.clone(), notifier));
+    let mut metrics = esup_webhook::metrics::Metrics::new(notifier.stats.clone());
+    metrics.register_undecodable(&undecodable);
+    let metrics = Arc::new(metrics);
+    // The metrics port opens first: liveness holds while the caches list, readiness follows
+    // them.
+    let ready = Arc::new(AtomicBool::new(false));
+    let ops_listener = tokio::net::TcpListener::bind(args.metrics_listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", args.metrics_listen))?;
+    let ops_config = ServeConfig {
+        header_read_timeout: args.header_read_timeout,
+        body: BodyTimeouts {
+            idle: args.body_idle_timeout,
+            min_bytes_per_second: args.body_min_rate,
+        },
+        // Prometheus and the kubelet: a few at a time.
+        max_connections: 64,
+    };
+    let ops = tokio::spawn(esup_webhook::serve::serve(
+        ops_listener,
+        server::ops_routes(metrics.clone(), ready.clone()),
+        ops_config,
+        None,
+        shutdown(),
+    ));
+    tracing::info!(listen = %args.metrics_listen, "metrics and probes serving");
+    notifier.results = Some(store.clone());
+    // One Lease elects the replica that notifies and sweeps results.
+    let leadership = esup_webhook::notifier::elect(client.clone(), &notifier);
+    tokio::spawn(esup_webhook::notifier::run_elected(
+        client.clone(),
+        notifier,
+        leadership.clone(),
+    ));
     let app = Arc::new(App {
         tasks: tasks.clone(),
         tokens,
@@ -179,23 +293,45 @@ async fn run(args: Args) -> Result<(), String> {
         tasks.clone(),
         app.store.clone(),
         args.results_sweep,
+        leadership,
     ));
-    let limiter = Arc::new(RateLimiter::new(
+    let client_address = ClientAddress {
+        header: (!args.trusted_proxies.is_empty()).then_some(args.client_ip_header),
+        trusted_proxies: args.trusted_proxies,
+    };
+    let limits = Arc::new(Limits::per_minute(
         args.rate_limit_per_minute,
-        Duration::from_secs(60),
+        args.callback_rate_limit_per_minute,
+        args.anonymous_rate_limit_per_minute,
+        client_address,
     ));
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
-    tracing::info!(listen = %args.listen, "esup-webhook serving");
+    tracing::info!(listen = %args.listen, max_connections = args.max_connections, "esup-webhook serving");
     let surface = Arc::new(server::Surface {
-        metrics,
+        metrics: metrics.clone(),
         docs: esup_webhook::openapi::DocsAssets::new(&args.docs_assets_url),
     });
-    warp::serve(server::routes(app, limiter, surface))
-        .incoming(listener)
-        .graceful(cli::shutdown_signal())
-        .run()
-        .await;
+    ready.store(true, Ordering::Relaxed);
+    let api_config = ServeConfig {
+        max_connections: args.max_connections,
+        ..ops_config
+    };
+    let api_shutdown = shutdown();
+    let unready = ready.clone();
+    esup_webhook::serve::serve(
+        listener,
+        server::routes(app, limits, surface),
+        api_config,
+        Some(metrics),
+        async move {
+            api_shutdown.await;
+            // Out of the Service's endpoints while open requests finish.
+            unready.store(false, Ordering::Relaxed);
+        },
+    )
+    .await;
+    let _ = ops.await;
     Ok(())
 }

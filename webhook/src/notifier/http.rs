@@ -26,7 +26,7 @@ use tokio_rustls::TlsConnector;
 use url::Position;
 
 use super::logic::SendOutcome;
-use crate::url_policy::{Checked, UrlPolicy, UrlRefusal};
+use crate::url_policy::{Checked, Resolve, UrlPolicy, UrlRefusal};
 
 trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
@@ -71,6 +71,13 @@ fn tls_config() -> Result<Arc<ClientConfig>, String> {
     Ok(Arc::new(config))
 }
 
+fn host_of(url: &str) -> String {
+    url::Url::parse(url)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
 /// A 2xx is delivered; anything else is retried, named as the manager logs it.
 pub fn classify_status(status: StatusCode) -> SendOutcome {
     if status.is_success() {
@@ -85,11 +92,7 @@ pub fn classify_status(status: StatusCode) -> SendOutcome {
 pub fn classify_refusal(refusal: &UrlRefusal, url: &str) -> SendOutcome {
     match refusal {
         UrlRefusal::Unresolvable(_) => {
-            let host = url::Url::parse(url)
-                .ok()
-                .and_then(|u| u.host_str().map(str::to_owned))
-                .unwrap_or_default();
-            SendOutcome::Failed(format!("cannot resolve {host}"))
+            SendOutcome::Failed(format!("cannot resolve {}", host_of(url)))
         }
         other => SendOutcome::Refused(format!(
             "refused by the URL policy ({}): {other}",
@@ -113,9 +116,25 @@ impl Sender {
 
     /// Applies the URL policy at send time; the error is the outcome to record.
     pub async fn resolve(&self, policy: &UrlPolicy, url: &str) -> Result<Target, SendOutcome> {
-        match policy.check("notify_url", url).await {
-            Ok((checked, addrs)) => Ok(Target { checked, addrs }),
-            Err(refusal) => Err(classify_refusal(&refusal, url)),
+        self.resolve_within(policy.check("notify_url", url), url)
+            .await
+    }
+
+    /// Resolution is part of connecting: a DNS server that does not answer must not hold a
+    /// send (and its slot) longer than the connect timeout.
+    async fn resolve_within(
+        &self,
+        check: impl Future<Output = Result<(Checked, Vec<IpAddr>), UrlRefusal>>,
+        url: &str,
+    ) -> Result<Target, SendOutcome> {
+        match tokio::time::timeout(self.connect_timeout, check).await {
+            Ok(Ok((checked, addrs))) => Ok(Target { checked, addrs }),
+            Ok(Err(refusal)) => Err(classify_refusal(&refusal, url)),
+            Err(_) => Err(SendOutcome::Failed(format!(
+                "resolving {} timed out after {}s",
+                host_of(url),
+                self.connect_timeout.as_secs_f64()
+            ))),
         }
     }
 
@@ -305,6 +324,27 @@ mod tests {
         assert_eq!(request.uri(), "/");
         assert_eq!(request.headers()[HOST], "pod.univ.fr");
         assert!(build_request(&bare, "bad\ntoken", Bytes::new()).is_err());
+    }
+
+    /// A DNS server that never answers (a lookup that never ends) costs a send no more than
+    /// the connect timeout.
+    #[tokio::test]
+    async fn resolution_is_bounded_by_the_connect_timeout() {
+        let sender = Sender::new(Duration::from_millis(300), Duration::from_secs(1));
+        let url = "https://pod.univ.fr/runner/notify_task_end/";
+        let never = std::future::pending::<Result<(Checked, Vec<IpAddr>), UrlRefusal>>();
+        let started = std::time::Instant::now();
+        let outcome =
+            tokio::time::timeout(Duration::from_secs(3), sender.resolve_within(never, url))
+                .await
+                .expect("resolution gave up within the connect timeout");
+        assert_eq!(
+            outcome.map(drop),
+            Err(SendOutcome::Failed(
+                "resolving pod.univ.fr timed out after 0.3s".into()
+            ))
+        );
+        assert!(started.elapsed() < Duration::from_secs(1));
     }
 
     /// Stands in for Esup-Pod's `notify_task_end` view.

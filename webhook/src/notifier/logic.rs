@@ -27,6 +27,8 @@ pub struct TaskView {
     pub resource_version: Option<String>,
     pub generation: Option<i64>,
     pub phase: TaskPhase,
+    /// `spec.requester.tenant`: sends are bounded per tenant.
+    pub tenant: String,
     /// `spec.notify` is set.
     pub has_notify: bool,
     pub notification: Option<NotificationStatus>,
@@ -141,6 +143,9 @@ pub enum SendOutcome {
     Failed(String),
     /// The URL policy refuses the notify URL: retrying cannot help.
     Refused(String),
+    /// The task's `tokenSecretRef` names no token of its tenant (see `token.rs`): nothing is
+    /// sent, and retrying cannot help.
+    TokenRefused(String),
 }
 
 impl SendOutcome {
@@ -223,7 +228,7 @@ pub fn after_send(
             last_error: None,
             ..base
         },
-        SendOutcome::Refused(why) => NotificationStatus {
+        SendOutcome::Refused(why) | SendOutcome::TokenRefused(why) => NotificationStatus {
             state: NotificationState::Exhausted,
             last_error: Some(truncate(why, MAX_LAST_ERROR_CHARS)),
             ..base
@@ -291,6 +296,11 @@ pub fn notified_condition(
             false,
             reason::DELIVERY_FAILED,
             format!("send {} failed: {error}; retrying", n.attempts),
+        ),
+        NotificationState::Exhausted if matches!(how, Some(SendOutcome::TokenRefused(_))) => (
+            false,
+            super::token::NOTIFY_TOKEN_REFUSED,
+            format!("not sent: {error}"),
         ),
         NotificationState::Exhausted => (
             false,
@@ -427,6 +437,7 @@ mod tests {
             resource_version: Some("42".into()),
             generation: Some(1),
             phase,
+            tenant: "univ-x".into(),
             has_notify,
             notification: n,
         }
@@ -670,6 +681,16 @@ mod tests {
             ),
             (
                 (
+                    "token refusal",
+                    1,
+                    SendOutcome::TokenRefused("key aws-secret-access-key".into()),
+                    Exhausted,
+                ),
+                None,
+                Some("key aws-secret-access-key"),
+            ),
+            (
+                (
                     "policy refusal",
                     2,
                     SendOutcome::Refused("notify_url host not allowed".into()),
@@ -759,6 +780,8 @@ mod tests {
                 error_message: result_error.map(str::to_owned),
                 files: vec![],
                 hardware: None,
+                launch: None,
+                script_output_ref: None,
                 script_output: script.map(str::to_owned),
                 report_time: Time(at(0)),
             }),
@@ -870,6 +893,8 @@ mod tests {
             ..fresh(TaskOutcome::Completed)
         };
         let accepted = SendOutcome::Accepted("200 OK".into());
+        let token_refused =
+            SendOutcome::TokenRefused("Secret esup/s3 is not a tenant Secret".into());
         /// (status, reason, words of the message)
         type Expected = Option<(&'static str, &'static str, &'static str)>;
         let cases: Vec<(NotificationStatus, Option<&SendOutcome>, Expected)> = vec![
@@ -901,6 +926,15 @@ mod tests {
                     "False",
                     "DeliveryFailed",
                     "gave up after 2 send(s): 403 Forbidden",
+                )),
+            ),
+            (
+                n(Exhausted, Some("Secret esup/s3 is not a tenant Secret")),
+                Some(&token_refused),
+                Some((
+                    "False",
+                    "NotifyTokenRefused",
+                    "not sent: Secret esup/s3 is not a tenant Secret",
                 )),
             ),
         ];

@@ -53,7 +53,8 @@ pub fn document() -> Value {
         "tags": [
             {"name": "esup-pod", "description": "What Esup-Pod calls, with a tenant's token."},
             {"name": "runner", "description": "What a task's runner calls, with the task's callback token."},
-            {"name": "operations", "description": "Unauthenticated: service information and Prometheus metrics."},
+            {"name": "operations", "description": "Unauthenticated: service information and this description. \
+                (Metrics and probes are on the separate metrics port, not in this API.)"},
         ],
         "paths": paths,
         "components": {
@@ -64,7 +65,7 @@ pub fn document() -> Value {
                 "apiTokenHeader": {"type": "apiKey", "in": "header", "name": "X-API-Token",
                     "description": "The same token; wins over Authorization when both are sent."},
                 "callbackToken": {"type": "http", "scheme": "bearer",
-                    "description": "The task's own callback token (ESUP_CALLBACK_TOKEN in its runner)."},
+                    "description": "The callback token of one launch of the task, `<launch>.<secret>` (ESUP_CALLBACK_TOKEN in its runner)."},
             },
         },
     })
@@ -125,12 +126,27 @@ fn common_responses(route: Route, responses: &mut Map<String, Value>) {
     responses
         .entry("400")
         .or_insert_with(|| error("A header or body that cannot be read."));
-    if route.rate_limited() {
+    let limit = match route.access() {
+        Access::Public => "the client address's limit (`--anonymous-rate-limit-per-minute`)",
+        Access::Tenant => {
+            "the tenant's limit (`--rate-limit-per-minute`), or, without a valid token, the \
+             client address's (`--anonymous-rate-limit-per-minute`)"
+        }
+        Access::Callback => {
+            "the task's limit (`--callback-rate-limit-per-minute`), or, after failed \
+             authentications, the client address's (`--anonymous-rate-limit-per-minute`)"
+        }
+    };
+    responses.insert(
+        "429".into(),
+        json_body(&format!("Over {limit}."), named("RateLimited")),
+    );
+    if matches!(route.method(), "POST" | "PUT") {
         responses.insert(
-            "429".into(),
-            json_body(
-                "Over the per-client rate limit (`--rate-limit-per-minute`).",
-                named("RateLimited"),
+            "408".into(),
+            error(
+                "The body stalled: no bytes for `--body-idle-timeout`, or slower than \
+                 `--body-min-rate` on average.",
             ),
         );
     }
@@ -359,6 +375,10 @@ fn operation(route: Route, g: &mut SchemaGenerator) -> Value {
             );
             responses.insert("200".into(), json_body("Recorded.", named("Ack")));
             responses.insert("400".into(), error("Not a progress report."));
+            responses.insert(
+                "409".into(),
+                error("An older launch than the task's latest, or the task has ended."),
+            );
             responses.insert("411".into(), error("No Content-Length."));
             responses.insert("413".into(), error("Body over 64 KiB."));
             ("runner", "Report progress")
@@ -376,6 +396,10 @@ fn operation(route: Route, g: &mut SchemaGenerator) -> Value {
             responses.insert(
                 "400".into(),
                 error("Not a completion, or a file not uploaded with that size."),
+            );
+            responses.insert(
+                "409".into(),
+                error("An older launch than the task's latest, or the task has ended."),
             );
             responses.insert("411".into(), error("No Content-Length."));
             responses.insert("413".into(), error("Body over 1 MiB."));
@@ -401,21 +425,13 @@ fn operation(route: Route, g: &mut SchemaGenerator) -> Value {
             responses.insert("400".into(), error("An unsafe path (`..`, absolute)."));
             responses.insert(
                 "409".into(),
-                error("The task has ended; its results are final."),
+                error("An older launch than the task's latest, or the task has ended; nothing is stored."),
             );
             responses.insert(
                 "413".into(),
                 error("Over the largest file accepted (64 GiB)."),
             );
             ("runner", "Upload a result file")
-        }
-        Route::Metrics => {
-            responses.insert(
-                "200".into(),
-                json!({"description": "Prometheus metrics (OpenMetrics text).",
-                    "content": {"application/openmetrics-text": {"schema": {"type": "string"}}}}),
-            );
-            ("operations", "Prometheus metrics")
         }
         Route::OpenApi | Route::SwaggerUi | Route::Redoc => ("operations", "Documentation"),
     };

@@ -1,11 +1,13 @@
-//! The webhook's routes as data: method, path template and who may call. One list serves the
-//! OpenAPI document, the route labels of `/metrics` (templates, never raw paths, so that label
-//! values stay bounded) and the test that every served route is documented.
+//! The webhook's API routes as data: method, path template and who may call. One list serves
+//! the OpenAPI document, the route labels of the metrics (templates, never raw paths, so that
+//! label values stay bounded) and the test that every served route is documented. `/metrics`
+//! and the probes are not API routes: they are served on the metrics port only
+//! (`server::ops_routes`).
 
 /// Who may call a route.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Access {
-    /// No token: the root, the health of the docs and metrics.
+    /// No token: the root and the API's description.
     Public,
     /// A tenant's token, `Authorization: Bearer` or `X-API-Token` (Esup-Pod).
     Tenant,
@@ -13,7 +15,7 @@ pub enum Access {
     Callback,
 }
 
-/// Every route the webhook serves. Keep `Metrics` last: `Route::ALL` is checked against it.
+/// Every route of the API port. Keep `Redoc` last: `Route::ALL` is checked against it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Route {
     Root,
@@ -34,11 +36,10 @@ pub enum Route {
     OpenApi,
     SwaggerUi,
     Redoc,
-    Metrics,
 }
 
 impl Route {
-    pub const ALL: [Route; 19] = [
+    pub const ALL: [Route; 18] = [
         Route::Root,
         Route::Execute,
         Route::Status,
@@ -57,7 +58,6 @@ impl Route {
         Route::OpenApi,
         Route::SwaggerUi,
         Route::Redoc,
-        Route::Metrics,
     ];
 
     /// The HTTP method, upper case.
@@ -94,15 +94,12 @@ impl Route {
             Route::OpenApi => "/openapi.json",
             Route::SwaggerUi => "/docs",
             Route::Redoc => "/redoc",
-            Route::Metrics => "/metrics",
         }
     }
 
     pub const fn access(self) -> Access {
         match self {
-            Route::Root | Route::OpenApi | Route::SwaggerUi | Route::Redoc | Route::Metrics => {
-                Access::Public
-            }
+            Route::Root | Route::OpenApi | Route::SwaggerUi | Route::Redoc => Access::Public,
             Route::RunnerProgress | Route::RunnerCompletion | Route::RunnerUpload => {
                 Access::Callback
             }
@@ -114,12 +111,6 @@ impl Route {
     /// its two viewers leave themselves out.
     pub const fn documented(self) -> bool {
         !matches!(self, Route::OpenApi | Route::SwaggerUi | Route::Redoc)
-    }
-
-    /// Whether the route is answered before the rate limiter: Prometheus must always be able
-    /// to scrape.
-    pub const fn rate_limited(self) -> bool {
-        !matches!(self, Route::Metrics)
     }
 
     /// The route a request is for, by method and raw path; `None`: no route.
@@ -163,7 +154,7 @@ mod tests {
 
     #[test]
     fn all_lists_every_route_once() {
-        assert_eq!(Route::ALL.len(), Route::Metrics as usize + 1);
+        assert_eq!(Route::ALL.len(), Route::Redoc as usize + 1);
         for (i, r) in Route::ALL.into_iter().enumerate() {
             assert_eq!(r as usize, i, "{r:?} out of order in Route::ALL");
         }
@@ -206,7 +197,8 @@ mod tests {
                 Some(Route::RunnerProgress),
             ),
             ("POST", "/runner/v1/encodingtasks/ns/progress", None),
-            ("GET", "/metrics", Some(Route::Metrics)),
+            ("GET", "/metrics", None),
+            ("GET", "/healthz", None),
             ("GET", "/nothing", None),
         ];
         for (method, path, expected) in cases {
