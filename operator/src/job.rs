@@ -89,6 +89,13 @@ pub fn callback_secret_name(task: &Task, launch: u32) -> String {
     object_name(task, &format!("cb{launch}"))
 }
 
+/// Name of the one callback Secret per task that releases before per-launch tokens created.
+/// Never created any more; the webhook still accepts its token for the task's current launch,
+/// so a runner that was running across the upgrade can deliver.
+pub fn legacy_callback_secret_name(task: &Task) -> String {
+    object_name(task, "cb")
+}
+
 /// `{prefix}-{name}-{suffix}` when that is a DNS-1123 label (Job names must be, since the
 /// Job controller copies them into a pod label); otherwise a shortened, sanitised name made
 /// unique again by a hash of the uid. Plain names are injective (the suffix has no dash),

@@ -1,18 +1,21 @@
 //! Leader election on a `coordination.k8s.io/v1` Lease, so that of several operator replicas
 //! only one writes.
 //!
-//! Safety rests on two rules. Taking over replaces the Lease with the `resourceVersion` just
-//! read, so of two contenders only one can win (the other gets a 409). And the leader steps
-//! down on its own clock when it has not renewed for `lease_duration - renew_period`, even
-//! when the API server is unreachable, so it stops writing before another replica may
-//! consider the Lease expired; the `renew_period` margin absorbs request latency and clock
-//! skew between replicas.
+//! Safety rests on three rules. Taking over replaces the Lease with the `resourceVersion` just
+//! read, so of two contenders only one can win (the other gets a 409). The leader steps down
+//! on its own clock when it has not renewed for `lease_duration - renew_period`, even when the
+//! API server is unreachable, so it stops writing before another replica may consider the
+//! Lease expired; the `renew_period` margin absorbs request latency. And a contender never
+//! compares the holder's `renewTime` (the holder's wall clock) with its own wall clock: it
+//! takes over only when it has itself watched the Lease record stay unchanged for
+//! `lease_duration` on its monotonic clock, as client-go does, so clock skew between nodes
+//! cannot make a live Lease look expired.
 
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
-use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use k8s_openapi::jiff::Timestamp;
 use kube::Api;
 use kube::api::PostParams;
 use tokio::sync::watch;
@@ -110,11 +113,52 @@ pub enum Decision {
     Wait { holder: String },
 }
 
-/// Pure decision logic. `default_duration` applies when the Lease does not state its own.
+/// What of a Lease shows its holder is alive: a renewal changes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Record {
+    holder: Option<String>,
+    renew_time: Option<MicroTime>,
+    duration: Option<i32>,
+}
+
+impl Record {
+    fn of(spec: &LeaseSpec) -> Self {
+        Self {
+            holder: spec.holder_identity.clone(),
+            renew_time: spec.renew_time.clone(),
+            duration: spec.lease_duration_seconds,
+        }
+    }
+}
+
+/// The Lease record last read, and since when (on this replica's monotonic clock) it has not
+/// changed.
+#[derive(Default)]
+struct Observation {
+    last: Option<(Record, Instant)>,
+}
+
+impl Observation {
+    /// How long the record `spec` shows has been seen unchanged, as of `now`.
+    fn unchanged_for(&mut self, spec: &LeaseSpec, now: Instant) -> Duration {
+        let record = Record::of(spec);
+        match &self.last {
+            Some((seen, since)) if *seen == record => now.saturating_duration_since(*since),
+            _ => {
+                self.last = Some((record, now));
+                Duration::ZERO
+            }
+        }
+    }
+}
+
+/// Pure decision logic. `unchanged_for` is how long this replica has watched the Lease record
+/// stay as it is (its holder has not renewed in that time); `default_duration` applies when
+/// the Lease does not state its own.
 pub fn decide(
     lease: Option<&LeaseSpec>,
     me: &str,
-    now: Timestamp,
+    unchanged_for: Duration,
     default_duration: Duration,
 ) -> Decision {
     let Some(spec) = lease else {
@@ -125,17 +169,13 @@ pub fn decide(
         Some(holder) if holder == me => return Decision::Renew,
         Some(holder) => holder,
     };
-    let duration = spec.lease_duration_seconds.map_or_else(
-        || SignedDuration::try_from(default_duration).unwrap_or(SignedDuration::MAX),
-        |secs| SignedDuration::from_secs(i64::from(secs)),
-    );
+    let duration = spec
+        .lease_duration_seconds
+        .map_or(default_duration, |secs| {
+            Duration::from_secs(u64::try_from(secs).unwrap_or(0))
+        });
     // A holder that never stated a renewal cannot prove it is alive.
-    let expired = spec.renew_time.as_ref().is_none_or(|renewed| {
-        renewed
-            .0
-            .checked_add(duration)
-            .is_ok_and(|expiry| expiry < now)
-    });
+    let expired = spec.renew_time.is_none() || unchanged_for > duration;
     if expired {
         Decision::TakeOver
     } else {
@@ -157,16 +197,29 @@ fn seconds(d: Duration) -> i32 {
 
 /// Reads the Lease and creates, renews or takes it over as `decide` says. A 409 means another
 /// replica wrote first: we follow, and the next round re-reads.
-async fn round(api: &Api<Lease>, config: &LeaderConfig) -> Result<Round> {
+async fn round(
+    api: &Api<Lease>,
+    config: &LeaderConfig,
+    observation: &mut Observation,
+) -> Result<Round> {
     let what = config.what();
     let current = api
         .get_opt(&config.lease_name)
         .await
         .map_err(|e| Error::api("get", what.clone(), e))?;
+    // Written into the Lease for people and other tools; never compared across replicas.
     let now = Timestamp::now();
     // A Lease without a spec is unheld; deciding Create for it would conflict forever.
     let read = current.as_ref().map(|l| l.spec.clone().unwrap_or_default());
-    let decision = decide(read.as_ref(), &config.identity, now, config.lease_duration);
+    let unchanged_for = read.as_ref().map_or(Duration::ZERO, |spec| {
+        observation.unchanged_for(spec, Instant::now())
+    });
+    let decision = decide(
+        read.as_ref(),
+        &config.identity,
+        unchanged_for,
+        config.lease_duration,
+    );
     let result = match (decision, current) {
         (Decision::Wait { holder }, _) => {
             return Ok(Round::Following {
@@ -238,11 +291,13 @@ async fn run(client: kube::Client, config: LeaderConfig, tx: watch::Sender<bool>
     ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
     // While leading: the instant at which we must stop, unless a renewal succeeds first.
     let mut step_down_at: Option<Instant> = None;
+    let mut observation = Observation::default();
     loop {
         ticks.tick().await;
         let started = Instant::now();
         // A hung request must not keep us leading past the deadline, nor stall the loop.
-        let attempt = tokio::time::timeout(config.renew_period, round(&api, &config));
+        let attempt =
+            tokio::time::timeout(config.renew_period, round(&api, &config, &mut observation));
         let outcome = match step_down_at {
             Some(at) => tokio::select! {
                 outcome = attempt => Some(outcome),
@@ -338,7 +393,8 @@ mod tests {
     #[test]
     fn decisions() {
         let wait = |h: &str| Decision::Wait { holder: h.into() };
-        let cases: Vec<(&str, Option<LeaseSpec>, i64, Decision)> = vec![
+        // (case, lease, seconds this replica has seen the record unchanged, decision)
+        let cases: Vec<(&str, Option<LeaseSpec>, u64, Decision)> = vec![
             ("no lease", None, 0, Decision::Create),
             (
                 "own fresh lease",
@@ -413,13 +469,52 @@ mod tests {
                 Decision::Renew,
             ),
         ];
-        for (name, lease, now, expected) in cases {
+        for (name, lease, unchanged, expected) in cases {
             assert_eq!(
-                decide(lease.as_ref(), "me", at(now), DURATION),
+                decide(
+                    lease.as_ref(),
+                    "me",
+                    Duration::from_secs(unchanged),
+                    DURATION
+                ),
                 expected,
                 "{name}"
             );
         }
+    }
+
+    #[test]
+    fn a_renewal_stamped_by_a_clock_far_behind_is_still_a_renewal() {
+        // The holder's clock is an hour behind this replica's: its renewTime looks an hour
+        // old, yet each renewal changes the record, so the Lease never looks expired.
+        let t0 = Instant::now();
+        let mut seen = Observation::default();
+        let lease = |renewed: i64| spec(Some("b"), Some(renewed - 3600), Some(15));
+        let mut decision = Decision::Create;
+        for step in 0..10u64 {
+            let now = t0 + Duration::from_secs(5 * step);
+            let unchanged = seen.unchanged_for(&lease(5 * step as i64), now);
+            decision = decide(Some(&lease(5 * step as i64)), "me", unchanged, DURATION);
+            assert_eq!(
+                decision,
+                Decision::Wait { holder: "b".into() },
+                "step {step}"
+            );
+        }
+        // The holder stops renewing: after the lease's duration on this replica's own clock,
+        // and only then, it is taken over.
+        let last = lease(45);
+        let stop = t0 + Duration::from_secs(45);
+        for (after, expected) in [(10, false), (15, false), (16, true)] {
+            let unchanged = seen.unchanged_for(&last, stop + Duration::from_secs(after));
+            decision = decide(Some(&last), "me", unchanged, DURATION);
+            assert_eq!(
+                decision == Decision::TakeOver,
+                expected,
+                "{after} s after the last renewal"
+            );
+        }
+        assert_eq!(decision, Decision::TakeOver);
     }
 
     #[test]

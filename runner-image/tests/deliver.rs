@@ -41,60 +41,44 @@ fn flaky_webhook(seen: Arc<Mutex<Seen>>, answers: Vec<u16>) -> String {
         )
     };
     let flake_files = flake.clone();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let auth = warp::header::<String>("authorization");
-            let s1 = seen.clone();
-            let files = warp::put()
-                .and(warp::path!("cb" / "files" / ..))
-                .and(warp::path::tail())
-                .and(auth)
-                .and(warp::body::bytes())
-                .map(move |tail: warp::path::Tail, bearer: String, body: Bytes| {
-                    if let Some(refusal) = flake_files() {
-                        return refusal.into_response();
-                    }
-                    let path = percent_decode(tail.as_str());
-                    let mut s = s1.lock().unwrap();
-                    s.bearer.push(bearer);
-                    s.files.insert(path, body.to_vec());
-                    warp::reply::json(&serde_json::json!({"ok": true})).into_response()
-                });
-            let s2 = seen.clone();
-            let progress = warp::post()
-                .and(warp::path!("cb" / "progress"))
-                .and(warp::body::json())
-                .map(move |v: serde_json::Value| {
-                    s2.lock().unwrap().progress.push(v);
-                    warp::reply::json(&serde_json::json!({"status": "ok"}))
-                });
-            let s3 = seen.clone();
-            let completion = warp::post()
-                .and(warp::path!("cb" / "completion"))
-                .and(warp::body::json())
-                .map(move |v: serde_json::Value| {
-                    if let Some(refusal) = flake() {
-                        return refusal.into_response();
-                    }
-                    s3.lock().unwrap().completion = Some(v);
-                    warp::reply::json(&serde_json::json!({"status": "acknowledged"}))
-                        .into_response()
-                });
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            tx.send(listener.local_addr().unwrap()).unwrap();
-            warp::serve(files.or(progress).or(completion))
-                .incoming(listener)
-                .run()
-                .await;
+    let auth = warp::header::<String>("authorization");
+    let s1 = seen.clone();
+    let files = warp::put()
+        .and(warp::path!("cb" / "files" / ..))
+        .and(warp::path::tail())
+        .and(auth)
+        .and(warp::body::bytes())
+        .map(move |tail: warp::path::Tail, bearer: String, body: Bytes| {
+            if let Some(refusal) = flake_files() {
+                return refusal.into_response();
+            }
+            let path = percent_decode(tail.as_str());
+            let mut s = s1.lock().unwrap();
+            s.bearer.push(bearer);
+            s.files.insert(path, body.to_vec());
+            warp::reply::json(&serde_json::json!({"ok": true})).into_response()
         });
-    });
-    let addr = rx.recv().unwrap();
-    format!("http://{addr}/cb")
+    let s2 = seen.clone();
+    let progress = warp::post()
+        .and(warp::path!("cb" / "progress"))
+        .and(warp::body::json())
+        .map(move |v: serde_json::Value| {
+            s2.lock().unwrap().progress.push(v);
+            warp::reply::json(&serde_json::json!({"status": "ok"}))
+        });
+    let s3 = seen.clone();
+    let completion = warp::post()
+        .and(warp::path!("cb" / "completion"))
+        .and(warp::body::json())
+        .map(move |v: serde_json::Value| {
+            if let Some(refusal) = flake() {
+                return refusal.into_response();
+            }
+            s3.lock().unwrap().completion = Some(v);
+            warp::reply::json(&serde_json::json!({"status": "acknowledged"})).into_response()
+        });
+    let routes = files.or(progress).or(completion);
+    format!("{}/cb", serve_on("127.0.0.1", routes))
 }
 
 fn percent_decode(s: &str) -> String {
@@ -229,41 +213,24 @@ fn a_source_url_is_downloaded_and_a_missing_webhook_is_transient() {
     let bytes = std::fs::read(&src).unwrap();
     // A source server that fails twice before serving, to exercise the retries.
     let hits = Arc::new(Mutex::new(0u32));
-    let (tx, rx) = std::sync::mpsc::channel();
     let h = hits.clone();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let route = warp::path!("media" / "clip.mp4").map(move || {
-                let mut n = h.lock().unwrap();
-                *n += 1;
-                if *n <= 2 {
-                    warp::http::Response::builder()
-                        .status(503)
-                        .body(Vec::new())
-                        .unwrap()
-                } else {
-                    warp::http::Response::builder()
-                        .status(200)
-                        .body(bytes.clone())
-                        .unwrap()
-                }
-            });
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            tx.send(listener.local_addr().unwrap()).unwrap();
-            warp::serve(route).incoming(listener).run().await;
-        });
+    let route = warp::path!("media" / "clip.mp4").map(move || {
+        let mut n = h.lock().unwrap();
+        *n += 1;
+        let status = if *n <= 2 { 503 } else { 200 };
+        let body = if *n <= 2 { Vec::new() } else { bytes.clone() };
+        warp::http::Response::builder()
+            .status(status)
+            .body(body)
+            .unwrap()
     });
-    let addr = rx.recv().unwrap();
+    let base = serve_on("127.0.0.1", route);
     let out = dir.path().join("out");
     let status = runner()
         .args([
             "encode",
             "--source",
-            &format!("http://{addr}/media/clip.mp4"),
+            &format!("{base}/media/clip.mp4"),
             "--retry-base-ms",
             "50",
             "--work",

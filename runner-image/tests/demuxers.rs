@@ -13,26 +13,7 @@ use common::*;
 
 /// A server on 127.0.0.1 that counts requests and serves `bytes` at any path.
 fn counting_server(bytes: Vec<u8>) -> (String, Arc<AtomicUsize>) {
-    use warp::Filter;
-    let hits = Arc::new(AtomicUsize::new(0));
-    let counter = hits.clone();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            tx.send(listener.local_addr().unwrap()).unwrap();
-            let filter = warp::any().map(move || {
-                counter.fetch_add(1, Ordering::SeqCst);
-                bytes.clone()
-            });
-            warp::serve(filter).incoming(listener).run().await;
-        });
-    });
-    (format!("http://{}", rx.recv().unwrap()), hits)
+    counting_host("127.0.0.1", bytes)
 }
 
 /// A segment outside the task's directories stands for a file of the runner's disk that a

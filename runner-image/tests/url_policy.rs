@@ -14,40 +14,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use common::*;
 use warp::Filter;
 
-/// Serves `filter` on `ip` (a real server, in a thread); returns its base URL.
-fn serve_on<F>(ip: &str, filter: F) -> String
-where
-    F: Filter + Clone + Send + Sync + 'static,
-    F::Extract: warp::Reply,
-{
-    let ip = ip.to_owned();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::bind((ip.as_str(), 0))
-                .await
-                .unwrap();
-            tx.send(listener.local_addr().unwrap()).unwrap();
-            warp::serve(filter).incoming(listener).run().await;
-        });
-    });
-    format!("http://{}", rx.recv().unwrap())
-}
-
 /// An internal host on `ip`: serves `file` at any path and counts the requests.
 fn internal_host(ip: &str, file: &Path) -> (String, Arc<AtomicUsize>) {
-    let hits = Arc::new(AtomicUsize::new(0));
-    let counter = hits.clone();
-    let bytes = std::fs::read(file).unwrap();
-    let filter = warp::any().map(move || {
-        counter.fetch_add(1, Ordering::SeqCst);
-        bytes.clone()
-    });
-    (serve_on(ip, filter), hits)
+    counting_host(ip, std::fs::read(file).unwrap())
 }
 
 /// Redirects every request to `target` (302).

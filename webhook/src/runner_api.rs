@@ -68,16 +68,25 @@ pub async fn authorize(
         .map(str::trim)
         .filter(|t| !t.is_empty())
         .ok_or_else(ApiError::missing_token)?;
-    // A token that names no launch is no callback token (or one from before per-launch
-    // tokens, which the fence cannot place).
-    let launch =
-        esup_api::runner::callback_token_launch(presented).ok_or_else(ApiError::invalid_token)?;
     let model = match &task {
         AnyTask::Encoding(t) => esup_operator::model::Task::from_encoding(t),
         AnyTask::Transcription(t) => esup_operator::model::Task::from_transcription(t),
     }
     .ok_or_else(ApiError::not_found)?;
-    let secret_name = esup_operator::job::callback_secret_name(&model, launch);
+    // A token names its launch. One that names none is either no callback token or the one
+    // per-task token of a runner started before per-launch tokens: that runner runs the
+    // task's current launch (the operator creates no legacy Secret any more), so its token is
+    // checked against the legacy Secret and fenced as that launch.
+    let (launch, secret_name) = match esup_api::runner::callback_token_launch(presented) {
+        Some(launch) => (
+            launch,
+            esup_operator::job::callback_secret_name(&model, launch),
+        ),
+        None => (
+            task.status().map_or(0, |s| s.launches),
+            esup_operator::job::legacy_callback_secret_name(&model),
+        ),
+    };
     let secrets: Api<Secret> = Api::namespaced(app.tasks.client().clone(), namespace);
     let secret = secrets
         .get_opt(&secret_name)
@@ -707,6 +716,32 @@ mod tests {
             Some(&format!("Bearer {token}")),
         )
         .await
+    }
+
+    #[tokio::test]
+    async fn a_runner_from_before_per_launch_tokens_delivers_as_the_current_launch() {
+        // Upgraded while it ran: its token is the task's one legacy token, with no launch.
+        let results = tempfile::tempdir().unwrap();
+        let running = task("t-legacy", "Running", 2);
+        let (app, api) = app(results.path(), std::slice::from_ref(&running)).await;
+        let model = esup_operator::model::Task::from_transcription(&running).unwrap();
+        let legacy = esup_operator::job::legacy_callback_secret_name(&model);
+        assert!(
+            !legacy.ends_with("cb1") && !legacy.ends_with("cb2"),
+            "{legacy}"
+        );
+        let unknown = call(&app, "t-legacy", "0123abcd").await.err().unwrap();
+        assert_eq!(unknown.status, StatusCode::UNAUTHORIZED, "no legacy Secret");
+        api.objects.lock().unwrap().insert(
+            format!("/api/v1/namespaces/{NS}/secrets/{legacy}"),
+            serde_json::json!({"apiVersion": "v1", "kind": "Secret",
+                "metadata": {"name": legacy, "namespace": NS},
+                "data": {"token": base64_of("0123abcd")}}),
+        );
+        let authorized = call(&app, "t-legacy", "0123abcd").await.unwrap();
+        assert_eq!(authorized.launch, 2, "fenced as the current launch");
+        let wrong = call(&app, "t-legacy", "wrong").await.err().unwrap();
+        assert_eq!(wrong.status, StatusCode::FORBIDDEN);
     }
 
     #[tokio::test]

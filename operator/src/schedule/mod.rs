@@ -463,6 +463,11 @@ fn holds_slot(status: &TaskStatus) -> bool {
     matches!(status.phase, TaskPhase::Admitted | TaskPhase::Running)
 }
 
+/// Shortest retention honoured, whatever a task or tenant asks: Esup-Pod fetches the results
+/// after the notify (retried for minutes), and task ids never come back only while finished
+/// tasks outlive the UTC day their de-duplication chain started on (webhook `dedup.rs`).
+pub const MIN_RETENTION: Duration = Duration::from_secs(24 * 3600);
+
 fn expired(task: &Task, now: Timestamp, settings: &Settings) -> bool {
     let Some(done) = &task.status.completion_time else {
         return false;
@@ -471,7 +476,8 @@ fn expired(task: &Task, now: Timestamp, settings: &Settings) -> bool {
         .common()
         .retention
         .as_ref()
-        .map_or(settings.default_retention, |d| Duration::from(*d));
+        .map_or(settings.default_retention, |d| Duration::from(*d))
+        .max(MIN_RETENTION);
     seconds_between(done.0, now) >= retention.as_secs_f64()
 }
 

@@ -1890,15 +1890,20 @@ fn an_unchanged_state_writes_nothing() {
 #[test]
 fn finished_tasks_expire_after_their_retention() {
     let table = [
-        // (spec fields, age, expired); the default retention is set to 2h.
-        ("retention: 1h", 3599, false),
-        ("retention: 1h", 3600, true),
-        ("", 7199, false),
-        ("", 7200, true),
+        // (spec fields, age, expired); the default retention is set to 48h.
+        ("retention: 30h", 30 * 3600 - 1, false),
+        ("retention: 30h", 30 * 3600, true),
+        ("", 48 * 3600 - 1, false),
+        ("", 48 * 3600, true),
+        // Below the 24h floor: kept 24h.
+        ("retention: 1h", 3600, false),
+        ("retention: 1h", 24 * 3600 - 1, false),
+        ("retention: 1h", 24 * 3600, true),
+        ("retention: 0s", 24 * 3600, true),
     ];
     for (extra, age, expired) in table {
         let mut sim = running_task(extra);
-        sim.settings.default_retention = std::time::Duration::from_secs(2 * 3600);
+        sim.settings.default_retention = std::time::Duration::from_secs(48 * 3600);
         sim.end("t", End::Complete);
         sim.pass_at(100);
         assert_eq!(sim.status("t").completion_time, time(100));

@@ -303,9 +303,13 @@ pub fn run_task(command: &str, source: &str, out: &Path, extra: &[&str]) -> Run 
     }
 }
 
-/// Serves `dir` over HTTP on 127.0.0.1 (a real server, in a thread); returns its base URL.
-pub fn serve_dir(dir: &Path) -> String {
-    let dir = dir.to_path_buf();
+/// Serves `filter` on `ip` (a real server, in a thread); returns its base URL.
+pub fn serve_on<F>(ip: &str, filter: F) -> String
+where
+    F: warp::Filter + Clone + Send + Sync + 'static,
+    F::Extract: warp::Reply,
+{
+    let ip = ip.to_owned();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -313,15 +317,35 @@ pub fn serve_dir(dir: &Path) -> String {
             .build()
             .unwrap();
         rt.block_on(async move {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let listener = tokio::net::TcpListener::bind((ip.as_str(), 0))
+                .await
+                .unwrap();
             tx.send(listener.local_addr().unwrap()).unwrap();
-            warp::serve(warp::fs::dir(dir))
-                .incoming(listener)
-                .run()
-                .await;
+            warp::serve(filter).incoming(listener).run().await;
         });
     });
     format!("http://{}", rx.recv().unwrap())
+}
+
+/// Serves `dir` over HTTP on 127.0.0.1; returns its base URL.
+pub fn serve_dir(dir: &Path) -> String {
+    serve_on("127.0.0.1", warp::fs::dir(dir.to_path_buf()))
+}
+
+/// A host on `ip` that serves `bytes` at any path and counts the requests that reach it.
+pub fn counting_host(
+    ip: &str,
+    bytes: Vec<u8>,
+) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use warp::Filter;
+    let hits = std::sync::Arc::new(AtomicUsize::new(0));
+    let counter = hits.clone();
+    let filter = warp::any().map(move || {
+        counter.fetch_add(1, Ordering::SeqCst);
+        bytes.clone()
+    });
+    (serve_on(ip, filter), hits)
 }
 
 /// The mean colour (R, G, B) of a rectangle `w:h:x:y` of the frame shown at `t` seconds.
