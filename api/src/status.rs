@@ -66,7 +66,7 @@ pub struct TaskStatus {
     /// Evictions and node losses retried without charge so far. Past a small allowance they
     /// are charged, so that a media file that makes its nodes run out of memory or disk cannot
     /// loop for ever.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub free_disruptions: u32,
     /// Jobs launched so far, charged or not. The n-th Job of a task is named after n, so a
     /// restarted operator recreates a missing Job under the same name instead of a second one.
@@ -310,4 +310,8 @@ pub struct NotificationStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 1024))]
     pub last_error: Option<String>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }

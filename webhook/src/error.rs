@@ -72,3 +72,21 @@ impl Reply for ApiError {
         ApiError::into_response(self)
     }
 }
+
+/// A result store failure as an answer: a bad path is the caller's, a file too large 413,
+/// anything else the store's (503).
+impl From<crate::store::StoreError> for ApiError {
+    fn from(e: crate::store::StoreError) -> Self {
+        let category = e.category();
+        match e {
+            crate::store::StoreError::InvalidPath(_)
+            | crate::store::StoreError::InvalidTaskId(_) => {
+                Self::bad_request(category, "Invalid result file path")
+            }
+            crate::store::StoreError::TooLarge { .. } => {
+                Self::new(StatusCode::PAYLOAD_TOO_LARGE, category, e.to_string())
+            }
+            other => Self::unavailable(category, other.to_string()),
+        }
+    }
+}

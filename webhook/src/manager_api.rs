@@ -192,7 +192,7 @@ pub async fn status(app: &App, caller: &Caller, task_id: &str) -> Result<Respons
     let task = own_task(app, caller, task_id)?;
     let mut body = tasks::to_manager_task(&task);
     // Kept in the result store, not in the task (see `status.result.scriptOutputRef`).
-    body.script_output = crate::runner_api::script_output(app, &task).await?;
+    body.script_output = script_output(app, &task).await?;
     Ok(json(StatusCode::OK, &body))
 }
 
@@ -393,6 +393,33 @@ pub async fn stop(app: &App, caller: &Caller, task_id: &str) -> Result<Response,
         StatusCode::ACCEPTED,
         &serde_json::json!({"task_id": task_id, "status": "stop_requested", "runner_id": runner, "runner_status_code": if running { 202 } else { 200 }}),
     ))
+}
+
+/// Esup-Pod's `script_output` of a task: from the result store; for results recorded before it
+/// moved there, inline in the task as the API server has it (the caches drop it).
+async fn script_output(app: &App, task: &AnyTask) -> Result<Option<String>, ApiError> {
+    let Some(result) = task.status().and_then(|s| s.result.as_ref()) else {
+        return Ok(None);
+    };
+    match (&result.script_output_ref, result.launch) {
+        (Some(_), Some(launch)) => app
+            .store
+            .script_output(task.uid(), launch)
+            .await
+            .map_err(ApiError::from),
+        // A result of this version without a reference: the runner sent no output.
+        (Some(_), None) | (None, Some(_)) => Ok(None),
+        (None, None) if result.script_output.is_some() => Ok(result.script_output.clone()),
+        // A result recorded before the change may hold the text inline, which the cache
+        // dropped. Rare: tasks finished before the upgrade, within their retention.
+        (None, None) => Ok(app
+            .tasks
+            .fresh(task)
+            .await?
+            .status()
+            .and_then(|s| s.result.as_ref())
+            .and_then(|r| r.script_output.clone())),
+    }
 }
 
 #[cfg(test)]

@@ -61,25 +61,6 @@ struct DirectionLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct KindLabels {
-    kind: String,
-}
-
-/// Objects the webhook's watches skipped because they do not decode, by kind
-/// (`esup_watch_undecodable_objects_total`, as the operator counts them). Made before the
-/// watches start, registered with [`Metrics::register_undecodable`].
-#[derive(Clone, Debug, Default)]
-pub struct Undecodable(Family<KindLabels, Counter>);
-
-impl Undecodable {
-    pub fn inc(&self, kind: &str) {
-        self.0
-            .get_or_create(&KindLabels { kind: kind.into() })
-            .inc();
-    }
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OutcomeLabels {
     outcome: &'static str,
 }
@@ -168,11 +149,11 @@ impl Metrics {
         metrics
     }
 
-    pub fn register_undecodable(&mut self, undecodable: &Undecodable) {
+    pub fn register_undecodable(&mut self, undecodable: &crate::watch::Undecodable) {
         self.registry.register(
             "esup_watch_undecodable_objects",
             "Objects a watch skipped because they do not decode, by kind (each also gets a Warning Event)",
-            undecodable.0.clone(),
+            undecodable.family(),
         );
     }
 

@@ -15,7 +15,6 @@ use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
-use std::sync::Arc;
 use warp::http::StatusCode;
 use warp::reply::{Reply, Response};
 
@@ -140,31 +139,6 @@ pub fn served_attempt(task: &AnyTask) -> Attempt<'_> {
     }
 }
 
-/// Esup-Pod's `script_output` of a task: from the result store; for results recorded before it
-/// moved there, inline in the task as the API server has it (the caches drop it).
-pub async fn script_output(app: &App, task: &AnyTask) -> Result<Option<String>, ApiError> {
-    let Some(result) = task.status().and_then(|s| s.result.as_ref()) else {
-        return Ok(None);
-    };
-    match (&result.script_output_ref, result.launch) {
-        (Some(_), Some(launch)) => app
-            .store
-            .script_output(task.uid(), launch)
-            .await
-            .map_err(store_error),
-        // A result of this version without a reference: the runner sent no output.
-        (Some(_), None) | (None, Some(_)) => Ok(None),
-        (None, None) if result.script_output.is_some() => Ok(result.script_output.clone()),
-        // A result recorded before the change may hold the text inline, which the cache
-        // dropped. Rare: tasks finished before the upgrade, within their retention.
-        (None, None) => Ok(fresh(app, task)
-            .await?
-            .status()
-            .and_then(|s| s.result.as_ref())
-            .and_then(|r| r.script_output.clone())),
-    }
-}
-
 async fn apply_status(
     app: &App,
     task: &AnyTask,
@@ -216,26 +190,6 @@ async fn apply_status(
 }
 
 /// The task as the API server has it now: the completion decides on it, not on the cache.
-async fn fresh(app: &App, task: &AnyTask) -> Result<AnyTask, ApiError> {
-    let client = app.tasks.client().clone();
-    let found = match task {
-        AnyTask::Encoding(_) => Api::<EncodingTask>::namespaced(client, task.namespace())
-            .get_opt(task.name())
-            .await
-            .map(|t| t.map(|t| AnyTask::Encoding(Arc::new(t)))),
-        AnyTask::Transcription(_) => Api::<TranscriptionTask>::namespaced(client, task.namespace())
-            .get_opt(task.name())
-            .await
-            .map(|t| t.map(|t| AnyTask::Transcription(Arc::new(t)))),
-    };
-    found
-        .map_err(|e| {
-            ApiError::unavailable("ApiServerUnavailable", format!("cannot read the task: {e}"))
-        })?
-        .filter(|t| t.uid() == task.uid())
-        .ok_or_else(ApiError::not_found)
-}
-
 /// `POST …/progress`.
 pub async fn progress(app: &App, auth: &Authorized, body: &[u8]) -> Result<Response, ApiError> {
     fence(&auth.task, auth.launch)?;
@@ -273,7 +227,7 @@ where
         .store
         .put(auth.attempt(), path, body, MAX_UPLOAD_BYTES)
         .await
-        .map_err(store_error)?;
+        .map_err(ApiError::from)?;
     Ok(warp::reply::json(&stored.clone().entry(path)).into_response())
 }
 
@@ -351,7 +305,7 @@ pub async fn completion(app: &App, auth: &Authorized, body: &[u8]) -> Result<Res
         .map_err(|e| ApiError::bad_request("InvalidReport", format!("not a completion: {e}")))?;
     let acknowledged =
         || Ok(warp::reply::json(&serde_json::json!({"status": "acknowledged"})).into_response());
-    let task = fresh(app, &auth.task).await?;
+    let task = app.tasks.fresh(&auth.task).await?;
     let recorded_launch = task
         .status()
         .and_then(|s| s.result.as_ref())
@@ -370,7 +324,7 @@ pub async fn completion(app: &App, auth: &Authorized, body: &[u8]) -> Result<Res
             app.store
                 .stored_sha256(at, &file.path)
                 .await
-                .map_err(store_error)?,
+                .map_err(ApiError::from)?,
         );
     }
     let (outcome, error_message, files) = match check_manifest(&completion.files, &stored)? {
@@ -391,7 +345,7 @@ pub async fn completion(app: &App, auth: &Authorized, body: &[u8]) -> Result<Res
                 .store
                 .put_script_output(task.uid(), auth.launch, text)
                 .await
-                .map_err(store_error)?;
+                .map_err(ApiError::from)?;
             Some(ScriptOutputRef {
                 key,
                 size_bytes: text.len() as u64,
@@ -433,19 +387,6 @@ fn tail(s: &str, max: usize) -> &str {
     &s[start..]
 }
 
-fn store_error(e: crate::store::StoreError) -> ApiError {
-    let category = e.category();
-    match e {
-        crate::store::StoreError::InvalidPath(_) | crate::store::StoreError::InvalidTaskId(_) => {
-            ApiError::bad_request(category, "Invalid result file path")
-        }
-        crate::store::StoreError::TooLarge { .. } => {
-            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, category, e.to_string())
-        }
-        other => ApiError::unavailable(category, other.to_string()),
-    }
-}
-
 /// `GET /task/result/{id}/file/{path}` for Esup-Pod (§1.5): streamed, with ranges.
 pub async fn download(
     app: &App,
@@ -472,7 +413,7 @@ pub async fn download(
         .store
         .head(at, &path)
         .await
-        .map_err(store_error)?
+        .map_err(ApiError::from)?
         .ok_or_else(missing)?;
     let request = crate::range::parse_range(range, size);
     let wanted = match &request {
@@ -492,7 +433,7 @@ pub async fn download(
         .store
         .get(at, &path, wanted)
         .await
-        .map_err(store_error)?
+        .map_err(ApiError::from)?
         .ok_or_else(missing)?;
     Ok(crate::range::file_response(
         task_id, &path, total, &request, body,
@@ -503,6 +444,7 @@ pub async fn download(
 mod tests {
     use super::*;
     use std::collections::HashMap;
+    use std::sync::Arc;
     use std::sync::Mutex;
 
     #[test]

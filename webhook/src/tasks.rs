@@ -280,6 +280,30 @@ impl Tasks {
         }
     }
 
+    /// The task as the API server has it now (the caches may lag, and drop big fields); 404
+    /// when it is gone or was replaced by another task of the same name.
+    pub async fn fresh(&self, task: &AnyTask) -> Result<AnyTask, ApiError> {
+        let client = self.client.clone();
+        let found = match task {
+            AnyTask::Encoding(_) => Api::<EncodingTask>::namespaced(client, task.namespace())
+                .get_opt(task.name())
+                .await
+                .map(|t| t.map(|t| AnyTask::Encoding(Arc::new(t)))),
+            AnyTask::Transcription(_) => {
+                Api::<TranscriptionTask>::namespaced(client, task.namespace())
+                    .get_opt(task.name())
+                    .await
+                    .map(|t| t.map(|t| AnyTask::Transcription(Arc::new(t))))
+            }
+        };
+        found
+            .map_err(|e| {
+                ApiError::unavailable("ApiServerUnavailable", format!("cannot read the task: {e}"))
+            })?
+            .filter(|t| t.uid() == task.uid())
+            .ok_or_else(ApiError::not_found)
+    }
+
     /// Waits until both caches have listed (readiness).
     pub async fn ready(&self) -> bool {
         self.encoding.wait_until_ready().await.is_ok()

@@ -7,7 +7,33 @@ use kube::Resource;
 use kube::core::error_boundary::InvalidObject;
 use kube::runtime::events::{Recorder, Reporter};
 
-use crate::metrics::Undecodable;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    kind: String,
+}
+
+/// Objects the webhook's watches skipped because they do not decode, by kind
+/// (`esup_watch_undecodable_objects_total`, as the operator counts them). Made before the
+/// watches start; `Metrics::register_undecodable` exposes it.
+#[derive(Clone, Debug, Default)]
+pub struct Undecodable(Family<KindLabels, Counter>);
+
+impl Undecodable {
+    pub fn inc(&self, kind: &str) {
+        self.0
+            .get_or_create(&KindLabels { kind: kind.into() })
+            .inc();
+    }
+
+    /// The counters, for a registry (a `Family` is a shared handle).
+    pub fn family(&self) -> Family<KindLabels, Counter> {
+        self.0.clone()
+    }
+}
 
 /// Reporter of the webhook's watch Events.
 pub const CONTROLLER: &str = "esup-webhook";

@@ -190,7 +190,7 @@ async fn run(args: Args) -> Result<(), String> {
         .unwrap_or_else(|| args.namespace.clone());
     // Undecodable objects are counted from the first watch on; the metrics registry that
     // exposes the count is made later.
-    let undecodable = esup_webhook::metrics::Undecodable::default();
+    let undecodable = esup_webhook::watch::Undecodable::default();
     let skip = esup_webhook::watch::SkipReport::new(
         client.clone(),
         &cli::identity(None, "esup-webhook"),
