@@ -202,6 +202,19 @@ async fn esup_pod_exchanges_runner_callbacks_and_hostile_input() {
         .unwrap();
     assert_eq!(r.status(), 401);
 
+    // Esup-Pod's manager list links to {manager}/admin; upstream's check_runtime.py wants
+    // 200, 30x or 401 there. No console here: a page pointing to the documentation.
+    for path in ["/admin", "/admin/"] {
+        let r = env
+            .http
+            .get(format!("{}{path}", env.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        assert!(r.text().await.unwrap().contains("/docs"), "{path}");
+    }
+
     // C1: no token → 401 with WWW-Authenticate; X-API-Token works as Bearer does.
     let r = env
         .http

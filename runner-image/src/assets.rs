@@ -198,7 +198,7 @@ pub async fn fetch_recording(
     ] {
         let Some(reference) = reference else { continue };
         let url = origin.resolve(role, reference).map_err(package_error)?;
-        let file_name = source_file_name(&url).to_owned();
+        let file_name = source_file_name(&url);
         if media_extension(&file_name).is_none() {
             return Err(RunnerError::invalid_input(
                 "UnsupportedExtension",

@@ -9,11 +9,22 @@ pub const MEDIA_EXTENSIONS: [&str; 19] = [
     "mp3", "ogg", "wav", "wma", "webm", "ts",
 ];
 
-/// The file name of a source: the last segment of a URL path (query and fragment dropped) or
-/// of a local path.
-pub fn source_file_name(source: &str) -> &str {
+/// The file name of a source. For an http(s) URL, as the reference runner takes it: the
+/// path percent-decoded first (invalid UTF-8 replaced by U+FFFD; `+` stays `+`), then its last
+/// segment, query and fragment dropped. For a local path, its last component. Backslashes and
+/// control characters become `_`, so the name is always a plain file name in one directory.
+pub fn source_file_name(source: &str) -> String {
     let without_query = source.split(['?', '#']).next().unwrap_or(source);
-    without_query.rsplit('/').next().unwrap_or(without_query)
+    let is_url = source.starts_with("http://") || source.starts_with("https://");
+    let decoded = if is_url {
+        percent_encoding::percent_decode_str(without_query).decode_utf8_lossy()
+    } else {
+        std::borrow::Cow::Borrowed(without_query)
+    };
+    let last = decoded.rsplit('/').next().unwrap_or(&decoded);
+    last.chars()
+        .map(|c| if c == '\\' || c.is_control() { '_' } else { c })
+        .collect()
 }
 
 /// The lowercase extension of a file name, when it is an accepted media extension.
@@ -89,6 +100,41 @@ mod tests {
             source_file_name("https://pod.test/media/a/Cours 1.mp4?x=1#t"),
             "Cours 1.mp4"
         );
+        // Decoded as the reference runner decodes the URL path, then sanitised into the base.
+        let cases = [
+            (
+                "http://pod/media/videos/Cours%20(1)%20%C3%A9t%C3%A9.mp4",
+                "Cours (1) été.mp4",
+                "Cours_(1)_ete",
+            ),
+            ("http://pod/v/a+b.mp4", "a+b.mp4", "a+b"),
+            (
+                "http://pod/v/100%25%20s%C3%BBr.mp4",
+                "100% sûr.mp4",
+                "100__sur",
+            ),
+            (
+                "http://pod/v/clip%2Fname.mp4?token=a%2Fb#t=3",
+                "name.mp4",
+                "name",
+            ),
+            (
+                "http://pod/v/%FF%FEbad.mp4",
+                "\u{fffd}\u{fffd}bad.mp4",
+                "\u{fffd}\u{fffd}bad",
+            ),
+            ("http://pod/v/a%5Cb%00c.mp4", "a_b_c.mp4", "a_b_c"),
+            ("/tmp/x/Cours%20(1).mp4", "Cours%20(1).mp4", "Cours_20(1)"),
+        ];
+        for (url, name, base) in cases {
+            let file = source_file_name(url);
+            assert_eq!(file, name, "{url}");
+            assert_eq!(output_base(&file), base, "{url}");
+            assert!(
+                esup_api::runner::safe_result_path(&Names(base).mp4(360)).is_ok(),
+                "{url}"
+            );
+        }
         assert_eq!(source_file_name("/tmp/x/clip.webm"), "clip.webm");
         assert_eq!(source_file_name("clip.MKV"), "clip.MKV");
         assert_eq!(media_extension("clip.MKV").as_deref(), Some("mkv"));

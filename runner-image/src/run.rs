@@ -141,7 +141,7 @@ pub(crate) async fn fetch_source(
     log: &mut Log,
     media_duration: Option<f64>,
 ) -> Result<Fetched, RunnerError> {
-    let file_name = source_file_name(&args.source).to_owned();
+    let file_name = source_file_name(&args.source);
     let extension = media_extension(&file_name).ok_or_else(|| {
         RunnerError::invalid_input(
             "UnsupportedExtension",

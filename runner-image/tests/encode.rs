@@ -208,6 +208,43 @@ fn audio_only_mp3_gives_mp3_and_m4a() {
 }
 
 #[test]
+fn outputs_of_a_percent_encoded_source_url_are_named_from_its_decoded_name() {
+    // Esup-Pod serves `Cours (1) été.mp3` as `Cours%20(1)%20%C3%A9t%C3%A9.mp3`: the reference
+    // runner decodes the path before sanitising, so the outputs are `..._Cours_(1)_ete.*`.
+    let dir = tempfile::tempdir().unwrap();
+    let media = dir.path().join("media");
+    std::fs::create_dir(&media).unwrap();
+    let speech = speech(dir.path(), 2.0);
+    let served = media.join("Cours (1) été.mp3");
+    ffmpeg(&[
+        "-i",
+        speech.to_str().unwrap(),
+        "-c:a",
+        "libmp3lame",
+        served.to_str().unwrap(),
+    ]);
+    let base = serve_dir(&media);
+    let url = format!("{base}/Cours%20(1)%20%C3%A9t%C3%A9.mp3?token=a%2Fb");
+    let out = dir.path().join("out");
+    let work = dir.path().join("work");
+    let run = run_task("encode", &url, &out, &["--work", work.to_str().unwrap()]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    for name in [
+        "audio_192k_Cours_(1)_ete.mp3",
+        "audio_192k_Cours_(1)_ete.m4a",
+    ] {
+        assert!(
+            out.join(name).is_file(),
+            "{name} in {:?}",
+            std::fs::read_dir(&out)
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect::<Vec<_>>()
+        );
+    }
+}
+
+#[test]
 fn every_audio_stream_is_mapped() {
     let dir = tempfile::tempdir().unwrap();
     let speech = speech(dir.path(), 3.0);

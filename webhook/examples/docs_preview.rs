@@ -45,6 +45,7 @@ async fn main() -> Result<(), String> {
     let surface = Arc::new(Surface {
         metrics: Arc::new(esup_webhook::metrics::Metrics::new(Arc::default())),
         docs: assets,
+        console_url: None,
     });
     let limits = Arc::new(Limits::per_minute(0, 0, 0, Default::default()));
     let listener = tokio::net::TcpListener::bind(listen)

@@ -108,6 +108,9 @@ fn respond(result: Result<Response, ApiError>) -> Response {
 pub struct Surface {
     pub metrics: Arc<Metrics>,
     pub docs: DocsAssets,
+    /// Where `/admin` redirects (the admin console); unset: `/admin` is a page that points to
+    /// the documentation and `/docs`.
+    pub console_url: Option<String>,
 }
 
 const OPENMETRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -567,6 +570,29 @@ pub fn routes(
         .map(move |allowed: Result<(), ApiError>| {
             respond(allowed.map(|()| warp::reply::html(redoc_page.clone()).into_response()))
         });
+    // Esup-Pod's runner-manager list links each manager to `{manager}/admin`, and upstream's
+    // check_runtime.py wants 200, 30x or 401 there.
+    let console = surface.console_url.clone();
+    let admin = warp::get()
+        .and(warp::path!("admin"))
+        .and(public.clone())
+        .map(move |allowed: Result<(), ApiError>| {
+            respond(allowed.map(|()| match &console {
+                Some(url) => match warp::http::HeaderValue::from_str(url) {
+                    Ok(location) => {
+                        let mut response = StatusCode::FOUND.into_response();
+                        response
+                            .headers_mut()
+                            .insert(warp::http::header::LOCATION, location);
+                        response
+                    }
+                    Err(_) => {
+                        warp::reply::html(crate::openapi::pages::admin_page()).into_response()
+                    }
+                },
+                None => warp::reply::html(crate::openapi::pages::admin_page()).into_response(),
+            }))
+        });
     let root =
         warp::get()
             .and(warp::path::end())
@@ -600,6 +626,7 @@ pub fn routes(
         runner_completion.boxed(),
         runner_upload.boxed(),
         root.boxed(),
+        admin.boxed(),
         openapi.boxed(),
         docs.boxed(),
         redoc.boxed(),
@@ -753,6 +780,7 @@ mod tests {
         Arc::new(Surface {
             metrics: Arc::new(Metrics::new(Arc::default())),
             docs: DocsAssets::default(),
+            console_url: None,
         })
     }
 
@@ -865,11 +893,38 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn admin_redirects_to_the_console_or_says_where_to_look() {
+        let results = tempfile::tempdir().unwrap();
+        let page = routes(offline_app(results.path(), &[]), unlimited(), surface());
+        for path in ["/admin", "/admin/"] {
+            let r = warp::test::request().path(path).reply(&page).await;
+            assert_eq!(r.status(), StatusCode::OK, "{path}");
+            let html = String::from_utf8(r.body().to_vec()).unwrap();
+            assert!(html.contains(r#"href="../docs""#), "{html}");
+        }
+        let console = Arc::new(Surface {
+            metrics: Arc::new(Metrics::new(Arc::default())),
+            docs: DocsAssets::default(),
+            console_url: Some("https://console.univ.example/esup/".to_owned()),
+        });
+        let redirect = routes(offline_app(results.path(), &[]), unlimited(), console);
+        for path in ["/admin", "/admin/"] {
+            let r = warp::test::request().path(path).reply(&redirect).await;
+            assert_eq!(r.status(), StatusCode::FOUND, "{path}");
+            assert_eq!(
+                r.headers()["location"],
+                "https://console.univ.example/esup/"
+            );
+        }
+    }
+
+    #[tokio::test]
     async fn public_pages_are_limited_per_address() {
         let results = tempfile::tempdir().unwrap();
         let surface = Arc::new(Surface {
             metrics: Arc::new(Metrics::new(Arc::default())),
             docs: DocsAssets::new("http://127.0.0.1:8000/assets"),
+            console_url: Some("https://console.univ.example/esup/".to_owned()),
         });
         // One anonymous request per address.
         let limits = Arc::new(Limits::per_minute(0, 0, 1, ClientAddress::default()));

@@ -143,6 +143,10 @@ struct Args {
     /// them; by default jsdelivr's CDN, as FastAPI.
     #[arg(long, env = "ESUP_DOCS_ASSETS_URL", default_value = esup_webhook::openapi::pages::DEFAULT_ASSETS_URL)]
     docs_assets_url: String,
+    /// Where `GET /admin` redirects: the admin console's URL. Unset: `/admin` is a small page
+    /// pointing to the documentation and `/docs`.
+    #[arg(long, env = "ESUP_CONSOLE_URL")]
+    console_url: Option<String>,
     /// Log format: text or json.
     #[arg(long, env = "ESUP_LOG_FORMAT", default_value = "text")]
     log_format: String,
@@ -312,6 +316,7 @@ async fn run(args: Args) -> Result<(), String> {
     let surface = Arc::new(server::Surface {
         metrics: metrics.clone(),
         docs: esup_webhook::openapi::DocsAssets::new(&args.docs_assets_url),
+        console_url: args.console_url.clone().filter(|u| !u.is_empty()),
     });
     ready.store(true, Ordering::Relaxed);
     let api_config = ServeConfig {

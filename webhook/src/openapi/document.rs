@@ -433,7 +433,9 @@ fn operation(route: Route, g: &mut SchemaGenerator) -> Value {
             );
             ("runner", "Upload a result file")
         }
-        Route::OpenApi | Route::SwaggerUi | Route::Redoc => ("operations", "Documentation"),
+        Route::OpenApi | Route::SwaggerUi | Route::Redoc | Route::Admin | Route::AdminIndex => {
+            ("operations", "Documentation")
+        }
     };
     schema_ref::<ErrorBody>(g);
     common_responses(route, &mut responses);

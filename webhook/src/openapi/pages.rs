@@ -2,6 +2,37 @@
 //! pages that load the viewers from a CDN (or from `--docs-assets-url`) and read
 //! `/openapi.json`. Nothing of the viewers is compiled in.
 
+/// `GET /admin` when no console is configured: where to look instead. Esup-Pod's manager
+/// list links here; the admin console is a separate component (`console.enabled` in the chart).
+pub fn admin_page() -> String {
+    let version = env!("CARGO_PKG_VERSION");
+    format!(
+        r##"<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>esup-webhook {version} - administration</title>
+</head>
+<body>
+<main>
+<h1>esup-runner-operator</h1>
+<p>This runner manager (esup-webhook {version}) runs Esup-Pod's tasks as Kubernetes resources.
+No admin console is configured for it (the chart's <code>webhook.consoleUrl</code>).</p>
+<ul>
+<li>API reference: <a href="../docs">Swagger UI</a>, <a href="../redoc">ReDoc</a>,
+<a href="../openapi.json">OpenAPI document</a></li>
+<li>Tasks, pools and their status: <code>kubectl get encodingtasks,transcriptiontasks,runnerpools -A</code></li>
+<li>Documentation: <a href="https://github.com/EsupPortail/esup-runner-operator/tree/main/docs">docs/</a>
+(operations guide, webhook, security)</li>
+</ul>
+</main>
+</body>
+</html>
+"##
+    )
+}
+
 /// jsdelivr's npm mirror, FastAPI's default. Below it, `swagger-ui-dist@5/` and `redoc@2/`.
 pub const DEFAULT_ASSETS_URL: &str = "https://cdn.jsdelivr.net/npm";
 

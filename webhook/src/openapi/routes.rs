@@ -30,6 +30,8 @@ pub enum Route {
     ApiVersion,
     ApiTasks,
     ApiRunners,
+    Admin,
+    AdminIndex,
     RunnerProgress,
     RunnerCompletion,
     RunnerUpload,
@@ -39,7 +41,7 @@ pub enum Route {
 }
 
 impl Route {
-    pub const ALL: [Route; 18] = [
+    pub const ALL: [Route; 20] = [
         Route::Root,
         Route::Execute,
         Route::Status,
@@ -52,6 +54,8 @@ impl Route {
         Route::ApiVersion,
         Route::ApiTasks,
         Route::ApiRunners,
+        Route::Admin,
+        Route::AdminIndex,
         Route::RunnerProgress,
         Route::RunnerCompletion,
         Route::RunnerUpload,
@@ -87,6 +91,8 @@ impl Route {
             Route::ApiVersion => "/api/version",
             Route::ApiTasks => "/api/tasks",
             Route::ApiRunners => "/api/runners",
+            Route::Admin => "/admin",
+            Route::AdminIndex => "/admin/",
             // The runner routes: the task's kind (plural), namespace and name, then the call.
             Route::RunnerProgress => "/runner/v1/{plural}/{namespace}/{name}/progress",
             Route::RunnerCompletion => "/runner/v1/{plural}/{namespace}/{name}/completion",
@@ -99,7 +105,12 @@ impl Route {
 
     pub const fn access(self) -> Access {
         match self {
-            Route::Root | Route::OpenApi | Route::SwaggerUi | Route::Redoc => Access::Public,
+            Route::Root
+            | Route::Admin
+            | Route::AdminIndex
+            | Route::OpenApi
+            | Route::SwaggerUi
+            | Route::Redoc => Access::Public,
             Route::RunnerProgress | Route::RunnerCompletion | Route::RunnerUpload => {
                 Access::Callback
             }
@@ -108,9 +119,12 @@ impl Route {
     }
 
     /// Whether the route belongs in the OpenAPI document. As in FastAPI, the document and
-    /// its two viewers leave themselves out.
+    /// its two viewers leave themselves out, and so do the admin pages (HTML for people).
     pub const fn documented(self) -> bool {
-        !matches!(self, Route::OpenApi | Route::SwaggerUi | Route::Redoc)
+        !matches!(
+            self,
+            Route::OpenApi | Route::SwaggerUi | Route::Redoc | Route::Admin | Route::AdminIndex
+        )
     }
 
     /// The route a request is for, by method and raw path; `None`: no route.
@@ -199,6 +213,8 @@ mod tests {
             ("POST", "/runner/v1/encodingtasks/ns/progress", None),
             ("GET", "/metrics", None),
             ("GET", "/healthz", None),
+            ("GET", "/admin", Some(Route::Admin)),
+            ("GET", "/admin/", Some(Route::AdminIndex)),
             ("GET", "/nothing", None),
         ];
         for (method, path, expected) in cases {

@@ -80,6 +80,7 @@ impl Webhook {
         let surface = Arc::new(Surface {
             metrics: metrics.clone(),
             docs: DocsAssets::default(),
+            console_url: None,
         });
         let limits = Arc::new(Limits::per_minute(0, 0, 0, ClientAddress::default()));
         let ready = Arc::new(AtomicBool::new(false));
