@@ -20,6 +20,8 @@ const TOKEN: &str = "e2e-token-univ-wh";
 const OTHER_TOKEN: &str = "e2e-token-univ-other";
 /// A tenant sharing `NS` with univ-wh (two institutions in one namespace).
 const SHARING_TOKEN: &str = "e2e-token-univ-sharing";
+/// A tenant no pool lists.
+const NO_POOL_TOKEN: &str = "e2e-token-univ-nopool";
 const NS: &str = "esup-e2e-wh";
 
 struct Env {
@@ -76,7 +78,15 @@ async fn setup() -> Env {
         10,
     )
     .await;
-    // No pool lists univ-sharing: its tasks stay queued and never take univ-wh's slots.
+    tenant_secret(
+        &client,
+        "e2e-wh-nopool",
+        "univ-nopool",
+        NO_POOL_TOKEN,
+        NS,
+        10,
+    )
+    .await;
     tenant_secret(
         &client,
         "e2e-wh-sharing",
@@ -89,7 +99,7 @@ async fn setup() -> Env {
     let pool: RunnerPool = serde_json::from_value(serde_json::json!({
         "apiVersion": "runner.esup-portail.org/v1alpha1", "kind": "RunnerPool",
         "metadata": {"name": "e2e-wh"},
-        "spec": {"taskTypes": ["Encoding", "Transcription"], "priority": 1, "maxConcurrency": 2, "tenants": [{"name": "univ-wh"}, {"name": "univ-other"}]},
+        "spec": {"taskTypes": ["Encoding", "Transcription"], "priority": 1, "maxConcurrency": 2, "tenants": [{"name": "univ-wh"}, {"name": "univ-other"}, {"name": "univ-sharing"}]},
     }))
     .unwrap();
     Api::<RunnerPool>::all(client.clone())
@@ -105,6 +115,7 @@ async fn setup() -> Env {
     let http = reqwest::Client::new();
     webhook.wait_for_token(TOKEN).await;
     webhook.wait_for_token(SHARING_TOKEN).await;
+    webhook.wait_for_token(NO_POOL_TOKEN).await;
     let base = webhook.base_url.clone();
     Env {
         http,
@@ -241,6 +252,16 @@ async fn esup_pod_exchanges_runner_callbacks_and_hostile_input() {
         env.submit(&body).await,
         id,
         "in-flight duplicate answered with the same task"
+    );
+
+    // No pool lists univ-nopool: 503, so that Esup-Pod tries its next manager, with the
+    // reason in the body; nothing is created.
+    let r = env.execute(&body, NO_POOL_TOKEN).await;
+    assert_eq!(r.status(), 503);
+    let detail = r.json::<serde_json::Value>().await.unwrap()["detail"].clone();
+    assert_eq!(
+        detail,
+        "No runners available: no RunnerPool runs transcription tasks for tenant univ-nopool"
     );
 
     // Two tenants sharing a namespace: the same request is two tasks, each tenant's own.

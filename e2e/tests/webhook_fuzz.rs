@@ -55,6 +55,22 @@ async fn schemathesis_finds_no_server_error_and_no_undocumented_answer() {
         .await
         .unwrap();
 
+    // A pool for the tenant: without one every valid submission is a documented 503 too.
+    let pool: esup_api::RunnerPool = serde_json::from_value(serde_json::json!({
+        "apiVersion": "runner.esup-portail.org/v1alpha1", "kind": "RunnerPool",
+        "metadata": {"name": "e2e-fuzz"},
+        "spec": {"taskTypes": ["Encoding", "Studio", "Transcription"], "priority": 1,
+                 "maxConcurrency": 1, "suspend": true, "tenants": [{"name": "univ-fuzz"}]},
+    }))
+    .unwrap();
+    Api::<esup_api::RunnerPool>::all(client.clone())
+        .patch(
+            "e2e-fuzz",
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&pool),
+        )
+        .await
+        .unwrap();
     let webhook = WebhookProcess::start_with(
         "e2e-fuzz",
         WebhookOptions {
@@ -104,6 +120,9 @@ async fn schemathesis_finds_no_server_error_and_no_undocumented_answer() {
     println!("webhook counted: {ok} 2xx, {client_errors} 4xx, {server_errors} 5xx");
 
     clear_tasks(&client).await;
+    let _ = Api::<esup_api::RunnerPool>::all(client.clone())
+        .delete("e2e-fuzz", &DeleteParams::default())
+        .await;
     webhook.kill().await;
 
     assert!(

@@ -117,6 +117,21 @@ pub async fn execute(app: &App, caller: Caller, body: &[u8]) -> Result<Response,
             )
         })?;
     }
+    // No pool that takes this task type for this tenant: 503, so that Esup-Pod tries its next
+    // manager, as the reference manager answers when no runner can take the task. A pool that
+    // exists but is full or suspended still queues it. Checked at the create only: an
+    // identical request in flight is still answered with its task.
+    let task_type = spec.task_type();
+    let no_pool = !app.pools.state().iter().any(|pool| {
+        esup_operator::model::Pool::from_object(pool).is_some_and(|pool| {
+            esup_operator::schedule::queue::takes(
+                &pool,
+                task_type,
+                &tenant.name,
+                &spec.common().pools,
+            )
+        })
+    });
     let fingerprint =
         crate::dedup::tenant_fingerprint(&tenant.name, &params::fingerprint(&request));
     let fingerprint_label = &fingerprint[..40];
@@ -149,6 +164,16 @@ pub async fn execute(app: &App, caller: Caller, body: &[u8]) -> Result<Response,
         };
         let spec = spec.clone();
         async move {
+            if no_pool {
+                return Err(ApiError::unavailable(
+                    "NoEligiblePool",
+                    format!(
+                        "No runners available: no RunnerPool runs {} tasks for tenant {}",
+                        task_type.protocol_name(),
+                        tenant.name
+                    ),
+                ));
+            }
             if over_backlog {
                 return Err(ApiError::unavailable("BacklogFull", "No runners available"));
             }

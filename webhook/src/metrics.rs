@@ -125,8 +125,8 @@ impl Metrics {
         );
         registry.register(
             "esup_webhook_rejections",
-            "Requests refused, by reason: auth, rate_limit, url_policy, backlog, invalid, \
-             timeout (a request head or body not received in time)",
+            "Requests refused, by reason: auth, rate_limit, url_policy, backlog, \
+             no_eligible_pool, invalid, timeout (a request head or body not received in time)",
             metrics.rejections.clone(),
         );
         registry.register(
@@ -278,6 +278,7 @@ pub fn rejection_reason(status: u16, category: Option<&str>) -> Option<&'static 
         // The URL policy's categories (`UrlRefusal::category`).
         "InvalidUrl" | "HostNotAllowed" | "Unresolvable" | "PrivateAddress" => Some("url_policy"),
         "BacklogFull" => Some("backlog"),
+        "NoEligiblePool" => Some("no_eligible_pool"),
         "TaskFailed" => None,
         _ if matches!(status, 400 | 411 | 413 | 422) => Some("invalid"),
         _ => None,
@@ -354,6 +355,13 @@ mod tests {
         metrics.observe_request(
             Some(Route::Execute),
             "POST",
+            503,
+            Some("NoEligiblePool"),
+            0.001,
+        );
+        metrics.observe_request(
+            Some(Route::Execute),
+            "POST",
             422,
             Some("UnknownParameter"),
             0.001,
@@ -389,6 +397,7 @@ mod tests {
             ("auth", 1.0),
             ("url_policy", 1.0),
             ("backlog", 1.0),
+            ("no_eligible_pool", 1.0),
             ("invalid", 1.0),
             ("rate_limit", 1.0),
         ] {

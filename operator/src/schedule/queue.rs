@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use esup_api::TaskPriority;
+use esup_api::{TaskPriority, TaskType};
 use k8s_openapi::jiff::Timestamp;
 
 use crate::model::{Pool, Task};
@@ -12,15 +12,21 @@ use crate::model::{Pool, Task};
 /// Whether `pool` may run `task` at all: task type, tenant, and for encoding on a GPU pool,
 /// an NVENC engine.
 pub fn eligible(pool: &Pool, task: &Task) -> bool {
+    takes(pool, task.task_type(), task.tenant(), &task.common().pools)
+}
+
+/// [`eligible`] on what a submission already knows: the task's type, tenant and the pools it
+/// names (empty: any). The webhook refuses a task no pool takes, as the reference manager
+/// refuses one no runner can take.
+pub fn takes(pool: &Pool, task_type: TaskType, tenant: &str, wanted: &[String]) -> bool {
     let spec = &pool.spec;
-    let task_type = task.task_type();
     spec.task_types.contains(&task_type)
-        && (spec.tenants.is_empty() || spec.tenants.iter().any(|t| t.name == task.tenant()))
+        && (spec.tenants.is_empty() || spec.tenants.iter().any(|t| t.name == tenant))
         && spec
             .gpu
             .as_ref()
             .is_none_or(|gpu| gpu.nvenc || !task_type.needs_nvenc())
-        && (task.common().pools.is_empty() || task.common().pools.contains(&pool.name))
+        && (wanted.is_empty() || wanted.contains(&pool.name))
 }
 
 /// The pools a task may use, in its order of preference: the order of `spec.pools` when the

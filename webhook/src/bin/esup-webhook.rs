@@ -293,6 +293,10 @@ async fn run(args: Args) -> Result<(), String> {
     if !tasks.ready().await {
         return Err("the task caches could not start".to_owned());
     }
+    // Submissions are refused when no pool takes them: the pools must be known first.
+    if app.pools.wait_until_ready().await.is_err() {
+        return Err("the RunnerPool cache could not start".to_owned());
+    }
     tokio::spawn(esup_webhook::retention::run(
         tasks.clone(),
         app.store.clone(),
