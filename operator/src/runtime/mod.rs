@@ -228,16 +228,26 @@ impl Operator {
                 self.position_written.remove(&change.uid);
             }
         }
+        // Release before acquire: the writes that end attempts (and every other change) land
+        // before the admissions of the same pass, so that no reader of the API, nor a replica
+        // taking over in between, ever sees more tasks holding a pool's slots than it has.
+        let (admissions, others): (Vec<TaskChange>, Vec<TaskChange>) = changes
+            .into_iter()
+            .partition(|c| matches!(c.action, Action::Launch { .. }));
         let this = &*self;
-        let outcomes: Vec<(String, Option<String>)> = futures::stream::iter(changes)
-            .map(|change| async move {
-                let uid = change.uid.clone();
-                let launch_error = this.carry_out(change).await;
-                (uid, launch_error)
-            })
-            .buffer_unordered(this.config.write_concurrency)
-            .collect()
-            .await;
+        let mut outcomes: Vec<(String, Option<String>)> = Vec::new();
+        for batch in [others, admissions] {
+            let written: Vec<(String, Option<String>)> = futures::stream::iter(batch)
+                .map(|change| async move {
+                    let uid = change.uid.clone();
+                    let launch_error = this.carry_out(change).await;
+                    (uid, launch_error)
+                })
+                .buffer_unordered(this.config.write_concurrency)
+                .collect()
+                .await;
+            outcomes.extend(written);
+        }
         for (uid, launch_error) in outcomes {
             match launch_error {
                 Some(message) => {
