@@ -222,6 +222,24 @@ pub struct TaskResult {
     pub report_time: Time,
 }
 
+impl TaskResult {
+    /// The launch whose runner output the result store keeps (`scriptOutputRef` set): the
+    /// webhook reads it there for `/task/status` and the notification.
+    pub fn stored_script_output_launch(&self) -> Option<u32> {
+        self.script_output_ref.as_ref().and(self.launch)
+    }
+}
+
+impl TaskStatus {
+    /// Drops the runner output that results recorded before it moved to the result store
+    /// hold inline (up to 64 KiB each), for caches that keep a task its whole retention.
+    pub fn drop_inline_script_output(&mut self) {
+        if let Some(result) = self.result.as_mut() {
+            result.script_output = None;
+        }
+    }
+}
+
 /// The runner's output, kept in the result store beside the launch's files.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]

@@ -11,15 +11,11 @@ use crate::download::{DownloadPolicy, fetch, is_url_refusal};
 use crate::dress::Assets;
 use crate::error::RunnerError;
 use crate::mediapackage::{Mediapackage, Origin, parse, smil_cut};
-use crate::naming::{media_extension, source_file_name};
+use crate::naming::{is_http_url, media_extension, source_file_name};
 use crate::run::io_error;
 
 /// Largest mediapackage or SMIL document accepted.
 pub const MAX_XML_BYTES: u64 = 4 * 1024 * 1024;
-
-fn is_http(url: &str) -> bool {
-    url.starts_with("http://") || url.starts_with("https://")
-}
 
 /// `name.<ext>` with the URL's extension when it is a plain one, else `fallback`.
 fn local_name(url: &str, name: &str, fallback: &str) -> String {
@@ -62,7 +58,7 @@ pub async fn fetch_dressing(
                name: String| {
         let dir = dir.clone();
         async move {
-            if is_http(source) && !is_http(&url) {
+            if is_http_url(source) && !is_http_url(&url) {
                 return Err(RunnerError::invalid_input(
                     category,
                     format!("{what} {url:?} is not an http(s) URL"),

@@ -190,7 +190,7 @@ pub async fn fetch(
     file_name: &str,
     policy: &DownloadPolicy,
 ) -> Result<PathBuf, RunnerError> {
-    if !(source.starts_with("http://") || source.starts_with("https://")) {
+    if !crate::naming::is_http_url(source) {
         let path = PathBuf::from(source.strip_prefix("file://").unwrap_or(source));
         let meta = tokio::fs::metadata(&path).await.map_err(|e| {
             RunnerError::invalid_input("SourceNotFound", format!("{}: {e}", path.display()))

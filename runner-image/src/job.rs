@@ -74,7 +74,7 @@ pub fn spec_from_params(
     let parameters: serde_json::Map<String, serde_json::Value> = serde_json::from_str(json)
         .map_err(|e| RunnerError::Usage(format!("invalid --params (a JSON object): {e}")))?;
     // The webhook only accepts http(s) URLs; a local file stands for one here.
-    let source_url = if source.starts_with("http://") || source.starts_with("https://") {
+    let source_url = if crate::naming::is_http_url(source) {
         source.to_owned()
     } else {
         "http://localhost/source".to_owned()

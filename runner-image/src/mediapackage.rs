@@ -163,7 +163,7 @@ pub enum Origin {
 
 impl Origin {
     pub fn of(source: &str) -> Result<Self, MediapackageError> {
-        if source.starts_with("http://") || source.starts_with("https://") {
+        if crate::naming::is_http_url(source) {
             url::Url::parse(source)
                 .map(Self::Url)
                 .map_err(|e| MediapackageError::BadUrl {
@@ -191,7 +191,7 @@ impl Origin {
             reference: reference.to_owned(),
             why,
         };
-        let absolute_http = reference.starts_with("http://") || reference.starts_with("https://");
+        let absolute_http = crate::naming::is_http_url(reference);
         match self {
             Self::Url(base) => {
                 let url = base.join(reference).map_err(|e| bad(e.to_string()))?;

@@ -9,14 +9,19 @@ pub const MEDIA_EXTENSIONS: [&str; 19] = [
     "mp3", "ogg", "wav", "wma", "webm", "ts",
 ];
 
+/// Whether a source (or asset) is downloaded over http(s); anything else is a local file
+/// (by hand, tests).
+pub fn is_http_url(source: &str) -> bool {
+    source.starts_with("http://") || source.starts_with("https://")
+}
+
 /// The file name of a source. For an http(s) URL, as the reference runner takes it: the
 /// path percent-decoded first (invalid UTF-8 replaced by U+FFFD; `+` stays `+`), then its last
 /// segment, query and fragment dropped. For a local path, its last component. Backslashes and
 /// control characters become `_`, so the name is always a plain file name in one directory.
 pub fn source_file_name(source: &str) -> String {
     let without_query = source.split(['?', '#']).next().unwrap_or(source);
-    let is_url = source.starts_with("http://") || source.starts_with("https://");
-    let decoded = if is_url {
+    let decoded = if is_http_url(source) {
         percent_encoding::percent_decode_str(without_query).decode_utf8_lossy()
     } else {
         std::borrow::Cow::Borrowed(without_query)

@@ -426,24 +426,70 @@ async fn script_output(app: &App, task: &AnyTask) -> Result<Option<String>, ApiE
     let Some(result) = task.status().and_then(|s| s.result.as_ref()) else {
         return Ok(None);
     };
-    match (&result.script_output_ref, result.launch) {
-        (Some(_), Some(launch)) => app
+    if let Some(launch) = result.stored_script_output_launch() {
+        return app
             .store
             .script_output(task.uid(), launch)
             .await
-            .map_err(ApiError::from),
-        // A result of this version without a reference: the runner sent no output.
-        (Some(_), None) | (None, Some(_)) => Ok(None),
-        (None, None) if result.script_output.is_some() => Ok(result.script_output.clone()),
-        // A result recorded before the change may hold the text inline, which the cache
-        // dropped. Rare: tasks finished before the upgrade, within their retention.
-        (None, None) => Ok(app
-            .tasks
-            .fresh(task)
-            .await?
-            .status()
-            .and_then(|s| s.result.as_ref())
-            .and_then(|r| r.script_output.clone())),
+            .map_err(ApiError::from);
+    }
+    // A result of this version without a reference: the runner sent no output.
+    if result.script_output_ref.is_some() || result.launch.is_some() {
+        return Ok(None);
+    }
+    if result.script_output.is_some() {
+        return Ok(result.script_output.clone());
+    }
+    // A result recorded before the change may hold the text inline, which the cache dropped.
+    // Rare: tasks finished before the upgrade, within their retention.
+    Ok(app
+        .tasks
+        .fresh(task)
+        .await?
+        .status()
+        .and_then(|s| s.result.as_ref())
+        .and_then(|r| r.script_output.clone()))
+}
+
+/// An App for tests, whose Kubernetes client points at a closed loopback port: the routes
+/// answer from empty caches, and a request that passed every check fails at the create, so
+/// a refusal is told apart. `tenants`: (tenant, token) pairs.
+#[cfg(test)]
+pub(crate) fn offline_app(
+    results: &std::path::Path,
+    tenants: &[(&str, &str)],
+    policy: UrlPolicy,
+) -> App {
+    use crate::tenants::TenantSecret;
+    let config = kube::Config::new(
+        "http://127.0.0.1:9"
+            .parse()
+            .unwrap_or_else(|e| panic!("{e}")),
+    );
+    let client = kube::Client::try_from(config).unwrap_or_else(|e| panic!("{e}"));
+    let (pools, _writer) = kube::runtime::reflector::store();
+    let store = crate::store::ResultStore::new(&crate::store::StoreConfig::Filesystem {
+        root: results.to_owned(),
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    let secrets: Vec<TenantSecret> = tenants
+        .iter()
+        .map(|(tenant, token)| TenantSecret {
+            name: format!("tenant-{tenant}"),
+            namespace: "esup-system".into(),
+            tenant: (*tenant).into(),
+            data: [("token".to_owned(), (*token).to_owned())].into(),
+        })
+        .collect();
+    let (table, errors) = TokenTable::build(&secrets);
+    assert!(errors.is_empty(), "{errors:?}");
+    App {
+        tasks: Tasks::start(client),
+        tokens: Arc::new(RwLock::new(table)),
+        policy,
+        dedup: Dedup::new(),
+        pools,
+        store,
     }
 }
 
@@ -508,30 +554,10 @@ mod tests {
         RwLock::new(TokenTable::build(&[secret]).0)
     }
 
-    /// An App whose Kubernetes client points at a closed loopback port: a request that passed
-    /// every check would fail at the create, so only a refusal can answer 422.
-    fn offline_app(results: &std::path::Path, policy: UrlPolicy) -> App {
-        let config = kube::Config::new("http://127.0.0.1:9".parse().unwrap());
-        let client = kube::Client::try_from(config).unwrap();
-        let (pools, _writer) = kube::runtime::reflector::store();
-        let store = crate::store::ResultStore::new(&crate::store::StoreConfig::Filesystem {
-            root: results.to_owned(),
-        })
-        .unwrap();
-        App {
-            tasks: Tasks::start(client),
-            tokens: Arc::new(table()),
-            policy,
-            dedup: Dedup::new(),
-            pools,
-            store,
-        }
-    }
-
     #[tokio::test]
     async fn dressing_urls_pass_the_url_policy() {
         let results = tempfile::tempdir().unwrap();
-        let app = offline_app(results.path(), UrlPolicy::default());
+        let app = offline_app(results.path(), &[("univ-x", "T0K")], UrlPolicy::default());
         let caller = authenticate(&app.tokens, Some("T0K"), None).unwrap();
         let request = |dressing: serde_json::Value| {
             serde_json::json!({

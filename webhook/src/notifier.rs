@@ -48,7 +48,6 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
 use kube::core::DeserializeGuard;
-use kube::core::error_boundary::InvalidObject;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
@@ -320,8 +319,7 @@ impl Fresh {
             body: notify_body(&view.key.name, view.phase, status),
             stored_script_output: status
                 .and_then(|s| s.result.as_ref())
-                .filter(|r| r.script_output_ref.is_some())
-                .and_then(|r| r.launch),
+                .and_then(|r| r.stored_script_output_launch()),
             notify: task.common().notify.clone(),
             notified: status.and_then(|s| {
                 s.conditions
@@ -888,15 +886,8 @@ impl Notifier {
 fn spawn_watch<K: NotifiedTask>(notifier: Arc<Notifier>) {
     tokio::spawn(async move {
         let api: Api<DeserializeGuard<K>> = Api::all(notifier.client.clone());
-        let on_invalid: Box<dyn Fn(&InvalidObject) + Send + Sync> = match &notifier
-            .config
-            .skip_report
-        {
-            Some(report) => Box::new(report.for_kind::<K>()),
-            None => Box::new(
-                |invalid: &InvalidObject| tracing::warn!(kind = K::KIND.kind_name(), error = %invalid.error, "skipping a task that does not decode"),
-            ),
-        };
+        let on_invalid =
+            crate::watch::SkipReport::or_log::<K>(notifier.config.skip_report.as_ref());
         let mut stream = esup_operator::watch_guard::guarded_watcher(
             api,
             watcher::Config::default(),

@@ -743,37 +743,13 @@ async fn rejection(r: Rejection) -> Result<Response, Infallible> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tenants::{TenantSecret, TokenTable};
 
-    /// An App whose Kubernetes client points at a closed loopback port: the routes answer
-    /// from empty caches, which is all routing needs. `tenants`: (tenant, token) pairs.
     fn offline_app(results: &std::path::Path, tenants: &[(&str, &str)]) -> Arc<App> {
-        let config = kube::Config::new("http://127.0.0.1:9".parse().unwrap());
-        let client = kube::Client::try_from(config).unwrap();
-        let (pools, _writer) = kube::runtime::reflector::store();
-        let store = crate::store::ResultStore::new(&crate::store::StoreConfig::Filesystem {
-            root: results.to_owned(),
-        })
-        .unwrap();
-        let secrets: Vec<TenantSecret> = tenants
-            .iter()
-            .map(|(tenant, token)| TenantSecret {
-                name: format!("tenant-{tenant}"),
-                namespace: "esup-system".into(),
-                tenant: (*tenant).into(),
-                data: [("token".to_owned(), (*token).to_owned())].into(),
-            })
-            .collect();
-        let (table, errors) = TokenTable::build(&secrets);
-        assert!(errors.is_empty(), "{errors:?}");
-        Arc::new(App {
-            tasks: crate::tasks::Tasks::start(client),
-            tokens: Arc::new(std::sync::RwLock::new(table)),
-            policy: crate::url_policy::UrlPolicy::default(),
-            dedup: crate::dedup::Dedup::new(),
-            pools,
-            store,
-        })
+        Arc::new(crate::manager_api::offline_app(
+            results,
+            tenants,
+            crate::url_policy::UrlPolicy::default(),
+        ))
     }
 
     fn surface() -> Arc<Surface> {

@@ -12,7 +12,6 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, PostParams};
 use kube::core::DeserializeGuard;
-use kube::core::error_boundary::InvalidObject;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource};
@@ -202,18 +201,10 @@ where
 {
     let (reader, writer) = reflector::store();
     let api: Api<DeserializeGuard<K>> = Api::all(client.clone());
-    let on_invalid: Box<dyn Fn(&InvalidObject) + Send + Sync> = match skip {
-        Some(report) => Box::new(report.for_kind::<K>()),
-        None => Box::new(
-            |invalid: &InvalidObject| tracing::warn!(kind = %K::kind(&()), error = %invalid.error, "skipping a task that does not decode"),
-        ),
-    };
+    let on_invalid = SkipReport::or_log::<K>(skip);
     // Stripped before they enter the cache, which holds every task for its whole retention.
     let events =
-        guarded_watcher(api, watcher::Config::default(), on_invalid).modify(|task: &mut K| {
-            strip_for_cache(task);
-            task.drop_inline_script_output();
-        });
+        guarded_watcher(api, watcher::Config::default(), on_invalid).modify(strip_for_cache);
     let stream = reflector::reflector(writer, events)
         .default_backoff()
         .applied_objects();
@@ -232,36 +223,39 @@ where
 const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
 /// Drops what no lookup of the webhook reads from a cached task: its managed fields (often
-/// as large as the task itself) and `kubectl apply`'s copy of it.
-pub fn strip_for_cache<K: Resource>(task: &mut K) {
-    let meta = task.meta_mut();
+/// as large as the task itself), `kubectl apply`'s copy of it, and the inline runner output
+/// of older results.
+pub fn strip_for_cache<K: CachedTask + Resource>(task: &mut K) {
+    if let Some(status) = task.status_mut() {
+        status.drop_inline_script_output();
+    }
+    strip_metadata(task);
+}
+
+/// The metadata part of [`strip_for_cache`], the same for any object.
+fn strip_metadata<K: Resource>(object: &mut K) {
+    let meta = object.meta_mut();
     meta.managed_fields = None;
     if let Some(annotations) = meta.annotations.as_mut() {
         annotations.remove(LAST_APPLIED);
     }
 }
 
-/// The two task kinds, as the caches store them.
+/// The two task kinds, as the caches store them: without the inline runner output of older
+/// results (`/task/status` reads it with a fresh GET instead, `manager_api::status`).
 pub trait CachedTask {
-    /// Drops `status.result.scriptOutput`, which results recorded before the script output
-    /// moved to the result store hold inline (up to 64 KiB each): `/task/status` reads it with
-    /// a fresh GET instead ([`crate::runner_api::script_output`]).
-    fn drop_inline_script_output(&mut self);
+    fn status_mut(&mut self) -> Option<&mut TaskStatus>;
 }
 
 impl CachedTask for EncodingTask {
-    fn drop_inline_script_output(&mut self) {
-        if let Some(result) = self.status.as_mut().and_then(|s| s.result.as_mut()) {
-            result.script_output = None;
-        }
+    fn status_mut(&mut self) -> Option<&mut TaskStatus> {
+        self.status.as_mut()
     }
 }
 
 impl CachedTask for TranscriptionTask {
-    fn drop_inline_script_output(&mut self) {
-        if let Some(result) = self.status.as_mut().and_then(|s| s.result.as_mut()) {
-            result.script_output = None;
-        }
+    fn status_mut(&mut self) -> Option<&mut TaskStatus> {
+        self.status.as_mut()
     }
 }
 
@@ -562,7 +556,7 @@ mod tests {
             },
             ..Default::default()
         };
-        strip_for_cache(&mut object);
+        strip_metadata(&mut object);
         assert_eq!(object.metadata.managed_fields, None);
         let mut task: TranscriptionTask = serde_json::from_value(serde_json::json!({
             "apiVersion": "runner.esup-portail.org/v1alpha1", "kind": "TranscriptionTask",
@@ -574,7 +568,7 @@ mod tests {
                 "errorMessage": "kept"}}
         }))
         .unwrap();
-        task.drop_inline_script_output();
+        strip_for_cache(&mut task);
         let result = task.status.unwrap().result.unwrap();
         assert_eq!(result.script_output, None);
         assert_eq!(result.error_message.as_deref(), Some("kept"));

@@ -63,6 +63,20 @@ impl SkipReport {
         }
     }
 
+    /// The `on_invalid` of a guarded watch of `K`, reported through `report` when there is one
+    /// (the binary), else only logged (tests and tools that start the caches alone).
+    pub fn or_log<K>(report: Option<&Self>) -> Box<dyn Fn(&InvalidObject) + Send + Sync>
+    where
+        K: Resource<DynamicType = ()>,
+    {
+        match report {
+            Some(report) => Box::new(report.for_kind::<K>()),
+            None => Box::new(
+                |invalid: &InvalidObject| tracing::warn!(kind = %K::kind(&()), error = %invalid.error, "skipping an object that does not decode"),
+            ),
+        }
+    }
+
     /// The `on_invalid` of a guarded watch of `K`.
     pub fn for_kind<K>(&self) -> impl Fn(&InvalidObject) + Send + Sync + 'static
     where

@@ -88,9 +88,7 @@ impl Index {
     pub fn put_task(&mut self, mut task: Task) {
         // The operator never reads the runner's output; results recorded before it moved to
         // the result store hold up to 64 KiB of it, kept here for the task's whole retention.
-        if let Some(result) = task.status.result.as_mut() {
-            result.script_output = None;
-        }
+        task.status.drop_inline_script_output();
         let current = self.tasks.get(&task.uid);
         if current.is_none_or(|c| {
             newer(
