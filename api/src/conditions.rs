@@ -41,6 +41,8 @@ pub mod reason {
     pub const POD_RUNNING: &str = "PodRunning";
     pub const COMPLETED: &str = "Completed";
     pub const INVALID_INPUT: &str = "InvalidInput";
+    /// The request's parameters are invalid: the task fails without running.
+    pub const INVALID_PARAMETERS: &str = "InvalidParameters";
     pub const RETRIES_EXHAUSTED: &str = "RetriesExhausted";
     pub const QUEUE_WAIT_EXCEEDED: &str = "QueueWaitExceeded";
     pub const EXECUTION_DEADLINE_EXCEEDED: &str = "ExecutionDeadlineExceeded";

@@ -22,7 +22,9 @@ pub use common::{
     TaskType, Timeouts, VideoMetadata,
 };
 pub use encoding::{EncodingTask, EncodingTaskSpec, Rendition};
-pub use params::{ParamError, SpecContext, TaskSpecFromRequest, fingerprint, to_spec};
+pub use params::{
+    ParamError, SpecContext, Submission, TaskSpecFromRequest, fingerprint, to_spec, to_submission,
+};
 pub use pool::{GpuSpec, Placement, PoolTenant, RunnerPool, RunnerPoolSpec, RunnerPoolStatus};
 pub use status::{NotificationState, TaskOutcome, TaskPhase, TaskStatus};
 pub use timecode::Timecode;
@@ -40,6 +42,11 @@ pub const VERSION: &str = "v1alpha1";
 /// Annotation that asks for a task to be cancelled (Esup-Pod's `/task/stop`): the operator
 /// stops its Job and ends it `Failed` with reason `Cancelled`.
 pub const STOP_ANNOTATION: &str = "runner.esup-portail.org/stop-requested";
+
+/// Annotation the webhook sets on a task it accepted with invalid parameters (the reference
+/// manager accepts them and its runner fails the task): the message the task fails with. The
+/// operator ends such a task `Failed`, reason `InvalidParameters`, before it is ever admitted.
+pub const INVALID_PARAMETERS_ANNOTATION: &str = "runner.esup-portail.org/invalid-parameters";
 
 /// Lowercase hexadecimal, as sha256 digests are written in manifests and statuses.
 pub fn lower_hex(bytes: &[u8]) -> String {

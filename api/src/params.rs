@@ -120,6 +120,68 @@ impl ParamError {
     }
 }
 
+impl ParamError {
+    /// Whether only the request's `parameters` are wrong. The reference manager accepts such
+    /// a request and its runner fails the task; anything else is not a task request (422).
+    pub const fn is_in_parameters(&self) -> bool {
+        matches!(
+            self,
+            Self::InvalidParameters { .. }
+                | Self::MissingParameter { .. }
+                | Self::InvalidValue { .. }
+                | Self::InvalidRendition(_)
+                | Self::InvalidCut(_)
+                | Self::InvalidDressing(_)
+        )
+    }
+}
+
+/// What a task request becomes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Submission {
+    pub spec: TaskSpecFromRequest,
+    /// Set when the parameters are invalid: the task is created only to fail at once with
+    /// this error, as the reference runner fails it, so that Esup-Pod is told `failed` once
+    /// instead of resubmitting the request on every cron run. `spec` then holds the request
+    /// without its parameters (only the video identification, when it is valid).
+    pub invalid_parameters: Option<ParamError>,
+}
+
+/// Turns a request into what to create: [`to_spec`], except that a request whose only fault
+/// is in its parameters is still accepted, as a task that fails ([`Submission`]).
+pub fn to_submission(request: &TaskRequest, ctx: &SpecContext) -> Result<Submission, ParamError> {
+    let error = match to_spec(request, ctx) {
+        Ok(spec) => {
+            return Ok(Submission {
+                spec,
+                invalid_parameters: None,
+            });
+        }
+        Err(e) if e.is_in_parameters() => e,
+        Err(e) => return Err(e),
+    };
+    let bare = |keep_video: bool| {
+        let mut bare = request.clone();
+        bare.parameters = request
+            .parameters
+            .iter()
+            .filter(|(k, _)| keep_video && VIDEO_KEYS.contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        if request.task_type == "transcription" {
+            // The one required parameter; the task never runs.
+            bare.parameters
+                .insert("language".to_owned(), Value::from("auto"));
+        }
+        to_spec(&bare, ctx)
+    };
+    let spec = bare(true).or_else(|_| bare(false))?;
+    Ok(Submission {
+        spec,
+        invalid_parameters: Some(error),
+    })
+}
+
 /// Keys of every video task: Esup-Pod's video identification.
 const VIDEO_KEYS: [&str; 3] = ["video_id", "video_slug", "video_title"];
 const ENCODING_KEYS: [&str; 3] = ["rendition", "cut", "dressing"];

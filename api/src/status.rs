@@ -103,6 +103,11 @@ pub struct TaskStatus {
     /// Delivery of the notification to Esup-Pod's `notify_url`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notification: Option<NotificationStatus>,
+    /// When the result (manifest or a file) was last fetched while the task showed
+    /// `warning`: like the reference manager, the task then shows `completed`, until a later
+    /// notify attempt fails again. Written by the webhook.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result_fetch_time: Option<Time>,
 }
 
 /// Where a queued task stands.

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use k8s_openapi::jiff::tz::TimeZone;
 use schemars::JsonSchema;
@@ -96,7 +97,11 @@ impl ManagerStatus {
     /// The status of a task given its CR status (a task without status is `running`).
     pub fn of_task(status: Option<&TaskStatus>) -> Self {
         match status {
-            Some(s) => manager_status(s.phase, s.notification.as_ref()),
+            Some(s) => manager_status(
+                s.phase,
+                s.notification.as_ref(),
+                s.result_fetch_time.as_ref(),
+            ),
             None => Self::Running,
         }
     }
@@ -114,19 +119,35 @@ impl std::fmt::Display for ManagerStatus {
 /// failed, while retries go on (`Retrying`) and after they are spent (`Exhausted`). A failed or
 /// timed-out task keeps its status when its notify fails, as the manager keeps it. Every
 /// non-terminal phase is `running`, so that a queued task never looks `pending` to Esup-Pod.
-/// The manager also turns `warning` into `completed` once the result is fetched; the webhook
-/// expresses that by recording the notification as delivered.
+/// The manager also turns `warning` into `completed` when the result is fetched
+/// (`mark_warning_as_completed`) while its retries go on, and a later failed retry makes it
+/// `warning` again: a fetch at or after the last failed send reads `completed`.
 pub fn manager_status(
     phase: TaskPhase,
     notification: Option<&NotificationStatus>,
+    result_fetch_time: Option<&Time>,
 ) -> ManagerStatus {
     match phase {
         TaskPhase::Pending | TaskPhase::Queued | TaskPhase::Admitted | TaskPhase::Running => {
             ManagerStatus::Running
         }
-        TaskPhase::Succeeded => match notification.map(|n| n.state) {
-            Some(NotificationState::Retrying | NotificationState::Exhausted) => {
-                ManagerStatus::Warning
+        TaskPhase::Succeeded => match notification {
+            Some(n)
+                if matches!(
+                    n.state,
+                    NotificationState::Retrying | NotificationState::Exhausted
+                ) =>
+            {
+                let fetched_since = result_fetch_time.is_some_and(|fetched| {
+                    n.last_attempt_time
+                        .as_ref()
+                        .is_none_or(|sent| fetched.0 >= sent.0)
+                });
+                if fetched_since {
+                    ManagerStatus::Completed
+                } else {
+                    ManagerStatus::Warning
+                }
             }
             _ => ManagerStatus::Completed,
         },
@@ -458,7 +479,7 @@ mod tests {
     fn status_strings_and_mapping() {
         use TaskPhase::*;
         for phase in [Pending, Queued, Admitted, Running] {
-            assert_eq!(manager_status(phase, None), ManagerStatus::Running);
+            assert_eq!(manager_status(phase, None, None), ManagerStatus::Running);
         }
         let notification = |state| NotificationStatus {
             state,
@@ -510,11 +531,42 @@ mod tests {
         for (phase, state, expected) in cases {
             let n = state.map(notification);
             assert_eq!(
-                manager_status(phase, n.as_ref()),
+                manager_status(phase, n.as_ref(), None),
                 expected,
                 "{phase:?} {state:?}"
             );
         }
+        // A result fetched at or after the last failed send reads `completed`; a send that
+        // fails after the fetch reads `warning` again; a failed task stays failed.
+        let at = |s: i64| Time(Timestamp::from_second(1_800_000_000 + s).expect("time"));
+        let failed_send = NotificationStatus {
+            last_attempt_time: Some(at(10)),
+            ..notification(NotificationState::Retrying)
+        };
+        for (fetched, expected) in [
+            (None, ManagerStatus::Warning),
+            (Some(at(9)), ManagerStatus::Warning),
+            (Some(at(10)), ManagerStatus::Completed),
+            (Some(at(60)), ManagerStatus::Completed),
+        ] {
+            assert_eq!(
+                manager_status(Succeeded, Some(&failed_send), fetched.as_ref()),
+                expected,
+                "{fetched:?}"
+            );
+        }
+        let exhausted = NotificationStatus {
+            last_attempt_time: Some(at(10)),
+            ..notification(NotificationState::Exhausted)
+        };
+        assert_eq!(
+            manager_status(Succeeded, Some(&exhausted), Some(&at(11))),
+            ManagerStatus::Completed
+        );
+        assert_eq!(
+            manager_status(Failed, Some(&failed_send), Some(&at(11))),
+            ManagerStatus::Failed
+        );
         assert_eq!(ManagerStatus::of_task(None), ManagerStatus::Running);
         assert_eq!(
             serde_json::to_value(ManagerStatus::Warning).expect("ser"),

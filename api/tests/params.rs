@@ -16,7 +16,7 @@ use esup_api::params::canonical_json;
 use esup_api::transcription::{SubtitleFormat, TranscriptionTaskSpec};
 use esup_api::{
     EncodingTask, ParamError, SpecContext, TaskRequest, TaskSpecFromRequest, TranscriptionTask,
-    fingerprint, to_spec,
+    fingerprint, to_spec, to_submission,
 };
 use kube::CustomResourceExt;
 use kube::core::cel::validate_cel;
@@ -328,6 +328,100 @@ fn unknown_parameter_keys_are_refused_with_the_runner_message() {
         let err = reject(&with_params(task_type, params));
         assert_eq!(err.category(), "InvalidParameters");
         assert_eq!(err.to_string(), message);
+    }
+}
+
+#[test]
+fn requests_with_invalid_parameters_become_tasks_that_fail() {
+    // Only the parameters are wrong: accepted, as a spec without them (keeping the video's
+    // identification when it is valid) and the error the task fails with.
+    let cases = [
+        (
+            with_params(
+                "encoding",
+                json!({"zeta": 1, "video_id": 1234, "video_slug": "1234-my-lecture", "video_title": "My lecture"}),
+            ),
+            "Invalid parameters for task type: encoding (invalid fields: zeta)",
+            Some(lecture()),
+        ),
+        (
+            with_params(
+                "transcription",
+                json!({"language": "fr", "rendition": POD_LADDER}),
+            ),
+            "Invalid parameters for task type: transcription (invalid fields: rendition)",
+            Some(VideoMetadata::default()),
+        ),
+        (
+            with_params("transcription", json!({"video_id": 7})),
+            "Missing parameter for task type transcription: language",
+            None,
+        ),
+        (
+            with_params("encoding", json!({"rendition": "{\"abc\": {}}"})),
+            "Invalid rendition",
+            None,
+        ),
+        (
+            with_params("studio", json!({"video_id": "not a number", "cut": 5})),
+            "Invalid",
+            Some(VideoMetadata::default()),
+        ),
+    ];
+    for (request, message, video) in cases {
+        let submission = to_submission(&request, &ctx()).expect("accepted");
+        let error = submission.invalid_parameters.expect("fails");
+        assert!(error.is_in_parameters());
+        assert!(error.to_string().starts_with(message), "{error}");
+        assert_eq!(
+            submission.spec.task_type().protocol_name(),
+            request.task_type
+        );
+        if let Some(video) = video {
+            assert_eq!(submission.spec.common().video, video);
+        }
+        assert_fits_crd(&submission.spec);
+    }
+    if let TaskSpecFromRequest::Encoding(spec) = to_submission(
+        &with_params("encoding", json!({"rendition": "{}", "zeta": 1})),
+        &ctx(),
+    )
+    .unwrap()
+    .spec
+    {
+        assert!(spec.renditions.is_empty() && spec.cut.is_none() && spec.dressing.is_none());
+    } else {
+        panic!("an encoding");
+    }
+    // A valid request has no error; a request that is not a task request is still refused.
+    let valid = to_submission(&request(ENCODING), &ctx()).unwrap();
+    assert_eq!(
+        (valid.spec, valid.invalid_parameters),
+        (accept(&request(ENCODING)), None)
+    );
+    for (bad, category) in [
+        (
+            with_params("transcript", json!({"zeta": 1})),
+            "InvalidTaskType",
+        ),
+        (
+            TaskRequest {
+                source_url: "ftp://pod/a.mp4".into(),
+                ..with_params("encoding", json!({"zeta": 1}))
+            },
+            "InvalidUrl",
+        ),
+        (
+            TaskRequest {
+                etab_name: " ".into(),
+                ..with_params("encoding", json!({}))
+            },
+            "InvalidRequest",
+        ),
+    ] {
+        let err = to_submission(&bad, &ctx()).expect_err("refused");
+        assert_eq!(err.category(), category);
+        assert!(!err.is_in_parameters());
     }
 }
 

@@ -18,6 +18,21 @@ use warp::Filter;
 
 pub const FIELD_MANAGER: &str = "esup-e2e";
 
+/// Server-side applies `value` (a whole object, as JSON) as [`FIELD_MANAGER`].
+pub async fn apply<K>(api: &Api<K>, name: &str, value: serde_json::Value)
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
+{
+    let object: K = serde_json::from_value(value).expect("the object decodes");
+    api.patch(
+        name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&object),
+    )
+    .await
+    .expect("applied");
+}
+
 /// The stand-in runner image (`e2e/images/build-runner-standin`).
 pub const STANDIN_IMAGE: &str = "esup.local/esup-runner-standin:dev";
 

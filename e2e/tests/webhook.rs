@@ -608,9 +608,60 @@ async fn esup_pod_exchanges_runner_callbacks_and_hostile_input() {
             .unwrap();
         assert!(r.status().is_client_error(), "{raw:?} → {}", r.status());
     }
+    // Invalid parameters: accepted (200 running) as the reference manager does, then the task
+    // fails without running, with the reference runner's message, and Esup-Pod is notified
+    // `failed` once; a refusal would make Pod resubmit it on every cron run.
     let mut unknown = transcription(1, 0, "unknown");
     unknown["parameters"]["colour"] = serde_json::json!("blue");
-    assert_eq!(env.execute(&unknown, TOKEN).await.status(), 422);
+    unknown["parameters"]["zeta"] = serde_json::json!(1);
+    unknown["notify_url"] = serde_json::Value::String(pod.notify_url.clone());
+    let r = env.execute(&unknown, TOKEN).await;
+    assert_eq!(r.status(), 200);
+    let accepted: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(accepted["status"], "running", "{accepted}");
+    let invalid = accepted["task_id"].as_str().unwrap().to_owned();
+    let expected = "Invalid parameters for task type: transcription (invalid fields: colour, zeta)";
+    let status = env.wait_status(&invalid, "failed").await;
+    assert_eq!(status["error"], expected, "{status}");
+    let r = env.get(&format!("/task/result/{invalid}")).await;
+    assert_eq!(r.status(), 400);
+    assert_eq!(
+        r.json::<serde_json::Value>().await.unwrap()["detail"],
+        format!("Task failed: {expected}")
+    );
+    let notified = wait_for(
+        Duration::from_secs(60),
+        "the invalid task's notify",
+        || async { pod.received().into_iter().find(|n| n.task_id == invalid) },
+    )
+    .await;
+    assert_eq!(notified.status, "failed");
+    assert_eq!(notified.error_message.as_deref(), Some(expected));
+    let task = Api::<TranscriptionTask>::namespaced(env.client.clone(), NS)
+        .get(&invalid)
+        .await
+        .unwrap();
+    let task_status = task.status.unwrap();
+    assert_eq!(task_status.launches, 0, "never launched");
+    assert!(
+        task_status
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "Failed" && c.status == "True" && c.reason == "InvalidParameters")
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        pod.received()
+            .iter()
+            .filter(|n| n.task_id == invalid)
+            .count(),
+        1,
+        "notified exactly once"
+    );
+    // A body that is not a task request at all is still refused.
+    let mut not_a_task = transcription(1, 0, "not-a-task");
+    not_a_task["task_type"] = serde_json::json!("transcript");
+    assert_eq!(env.execute(&not_a_task, TOKEN).await.status(), 422);
 
     // Backlog bound (3 for this tenant): the next request gets 503 so Esup-Pod fails over.
     let mut ids = Vec::new();

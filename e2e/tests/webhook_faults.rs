@@ -10,29 +10,18 @@ use std::time::Duration;
 
 use esup_api::{NotificationState, RunnerPool, TranscriptionTask};
 use esup_e2e::{
-    EsupPodStandIn, FIELD_MANAGER, OperatorProcess, WebhookOptions, WebhookProcess, client,
+    EsupPodStandIn, OperatorProcess, WebhookOptions, WebhookProcess, apply, client,
     free_gateway_port, fresh_namespace, install_crds, wait_for,
 };
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, ListParams};
+use sha2::Digest;
 
 const TOKEN: &str = "e2e-token-univ-whf";
 const NS: &str = "esup-e2e-whf";
 const WEBHOOK: &str = "e2e-whf";
-
-async fn apply<K>(api: &Api<K>, name: &str, value: serde_json::Value)
-where
-    K: kube::Resource + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
-{
-    let object: K = serde_json::from_value(value).unwrap();
-    api.patch(
-        name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&object),
-    )
-    .await
-    .unwrap();
-}
+/// The task (by submission order) whose runner reports a result file.
+const RUNNER_REPORTED: usize = 3;
 
 fn webhook_options(port: u16, keep_results: bool) -> WebhookOptions {
     WebhookOptions {
@@ -91,11 +80,13 @@ async fn webhook_killed_while_esup_pod_is_down_notifies_every_task_once() {
     // Three tasks succeed and two fail as invalid input (exit 65): both kinds of terminal state
     // must be notified.
     let mut expected = BTreeMap::new();
+    let mut ids = Vec::new();
     for (i, code) in [0, 0, 65, 0, 65].into_iter().enumerate() {
         let body = serde_json::json!({
             "etab_name": "Université WHF", "app_name": "Esup-Pod", "app_version": "4.2.0",
             "task_type": "transcription",
-            "source_url": format!("http://10.244.0.1:9/sleep/1/exit/{code}/whf{i}/audio_192k_lecture.mp3"),
+            "source_url": format!("http://10.244.0.1:9/sleep/{}/exit/{code}/whf{i}/audio_192k_lecture.mp3",
+                                  if i == RUNNER_REPORTED { 30 } else { 1 }),
             "notify_url": notify_url,
             "parameters": {"language": "fr", "video_id": 4000 + i, "video_slug": format!("{i}-whf"),
                            "video_title": "Faults"},
@@ -110,8 +101,47 @@ async fn webhook_killed_while_esup_pod_is_down_notifies_every_task_once() {
         assert_eq!(r.status(), 200);
         let json: serde_json::Value = r.json().await.unwrap();
         let id = json["task_id"].as_str().unwrap().to_owned();
-        expected.insert(id, if code == 0 { "completed" } else { "failed" });
+        expected.insert(id.clone(), if code == 0 { "completed" } else { "failed" });
+        ids.push(id);
     }
+
+    // One task delivers a result file through the runner API, as the real runner does, so
+    // that its file can be fetched below.
+    let reported = ids[RUNNER_REPORTED].clone();
+    wait_for(
+        Duration::from_secs(60),
+        "the reporting task to run",
+        || async {
+            let task = tasks.get(&reported).await.ok()?;
+            (task.status?.phase == esup_api::TaskPhase::Running).then_some(())
+        },
+    )
+    .await;
+    let secret = Api::<Secret>::namespaced(client.clone(), NS)
+        .get(&format!("trans-{reported}-cb1"))
+        .await
+        .unwrap();
+    let callback_token = String::from_utf8(secret.data.unwrap()["token"].0.clone()).unwrap();
+    let runner = format!("{base}/runner/v1/transcriptiontasks/{NS}/{reported}");
+    let vtt = "WEBVTT\n\n00:00:00.000 --> 00:00:01.000\nBonjour\n";
+    let r = http
+        .put(format!("{runner}/files/audio_192k_lecture.vtt"))
+        .bearer_auth(&callback_token)
+        .body(vtt)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let files = serde_json::json!([{"path": "audio_192k_lecture.vtt", "size_bytes": vtt.len(),
+        "sha256": esup_api::lower_hex(&sha2::Sha256::digest(vtt.as_bytes()))}]);
+    let r = http
+        .post(format!("{runner}/completion"))
+        .bearer_auth(&callback_token)
+        .json(&serde_json::json!({"status": "completed", "error_message": null, "script_output": "done", "files": files}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
 
     // Every task has ended and had at least one refused send, none delivered.
     wait_for(
@@ -133,6 +163,73 @@ async fn webhook_killed_while_esup_pod_is_down_notifies_every_task_once() {
         },
     )
     .await;
+
+    // While the notify fails, a completed task shows `warning`; as in the reference manager
+    // (`mark_warning_as_completed`), fetching its result (the manifest, or a file) turns it
+    // into `completed` while the retries go on. A failed task stays `failed`.
+    let manager_status = |id: String| {
+        let (http, base) = (http.clone(), base.clone());
+        async move {
+            let r = http
+                .get(format!("{base}/task/status/{id}"))
+                .bearer_auth(TOKEN)
+                .send()
+                .await
+                .unwrap();
+            r.json::<serde_json::Value>().await.unwrap()["status"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        }
+    };
+    let completed: Vec<String> = expected
+        .iter()
+        .filter(|(_, s)| **s == "completed")
+        .map(|(id, _)| id.clone())
+        .collect();
+    for id in &completed {
+        assert_eq!(manager_status(id.clone()).await, "warning", "{id}");
+    }
+    let by_file = &reported;
+    let by_manifest = completed.iter().find(|id| *id != by_file).unwrap();
+    let untouched = completed
+        .iter()
+        .find(|id| *id != by_file && *id != by_manifest)
+        .unwrap();
+    let file = "audio_192k_lecture.vtt";
+    for (id, path) in [
+        (by_manifest, format!("/task/result/{by_manifest}")),
+        (by_file, format!("/task/result/{by_file}/file/{file}")),
+    ] {
+        // Each try fetches again: a retry that fails between the fetch and the read makes
+        // the task `warning` again, as in the reference.
+        wait_for(
+            Duration::from_secs(30),
+            "a fetched result to show completed",
+            || async {
+                let r = http
+                    .get(format!("{base}{path}"))
+                    .bearer_auth(TOKEN)
+                    .send()
+                    .await
+                    .ok()?;
+                assert_eq!(r.status(), 200, "{path}");
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                (manager_status(id.clone()).await == "completed").then_some(())
+            },
+        )
+        .await;
+    }
+    for (id, status) in &expected {
+        if *status == "failed" {
+            assert_eq!(manager_status(id.clone()).await, "failed", "{id}");
+        }
+    }
+    assert_eq!(
+        manager_status(untouched.clone()).await,
+        "warning",
+        "not fetched, still warning"
+    );
 
     // Kill the webhook mid-retries, stay down past the next retry, then bring Esup-Pod back and
     // start a new webhook process on the same address (the runners' callback URL).

@@ -153,6 +153,9 @@ pub struct Task {
     pub deleting: bool,
     /// Someone asked to cancel it (`esup_api::STOP_ANNOTATION`, Esup-Pod's `/task/stop`).
     pub cancel_requested: bool,
+    /// Accepted with invalid parameters: the message it fails with
+    /// (`esup_api::INVALID_PARAMETERS_ANNOTATION`).
+    pub invalid_parameters: Option<String>,
     pub spec: TaskSpec,
     pub status: TaskStatus,
 }
@@ -222,6 +225,11 @@ impl Task {
                 .annotations
                 .as_ref()
                 .is_some_and(|a| a.contains_key(esup_api::STOP_ANNOTATION)),
+            invalid_parameters: meta
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(esup_api::INVALID_PARAMETERS_ANNOTATION))
+                .cloned(),
             spec,
             status: status.unwrap_or_default(),
         })

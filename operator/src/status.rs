@@ -126,6 +126,7 @@ pub fn operator_owned(status: &TaskStatus) -> TaskStatus {
         progress: None,
         result: None,
         notification: None,
+        result_fetch_time: None,
         ..status.clone()
     }
 }
@@ -155,6 +156,7 @@ pub fn owned_equal(a: &TaskStatus, b: &TaskStatus, ignore_queue: bool) -> bool {
         progress: _,
         result: _,
         notification: _,
+        result_fetch_time: _,
     } = a;
     let owned = |c: &&Condition| OWNED_CONDITIONS.contains(&c.type_.as_str());
     *observed_generation == b.observed_generation

@@ -33,3 +33,4 @@ pub mod runner_build;
 pub mod studio;
 pub mod timeline;
 pub mod transcription;
+pub mod verify;

@@ -443,6 +443,14 @@ fn encode_pass(
             "the cut keeps nothing of the source",
         ));
     }
+    // What the outputs must last, whatever the dressing adds: the kept part of the source,
+    // or of the studio mix's timeline (its summary's duration, not the probe of its file).
+    let timeline = stage
+        .studio
+        .as_ref()
+        .and_then(|(summary, _)| summary.get("duration"))
+        .and_then(serde_json::Value::as_f64);
+    let expected_seconds = timeline.map_or(w.duration(), |t| window(t, job.cut).duration());
     let mut webm = media.is_webm_like(stage.extension);
     // The file the pass reads: the source, or the dressed intermediate.
     let mut pass_source = stage.source.to_path_buf();
@@ -546,5 +554,22 @@ fn encode_pass(
         .map_err(|e| RunnerError::encoding("info_video.json", e))?;
     std::fs::write(out.join(INFO_JSON), text + "\n")
         .map_err(|e| RunnerError::transient("DiskWriteFailed", e.to_string()))?;
+    // Output validation (reference runner 1.9.0): what the pass was to write is there, and
+    // none of its media is more than 5 s shorter than the kept source.
+    let expected = crate::verify::expected_encoding(
+        stage.base,
+        &plan.rungs,
+        media.video.is_some(),
+        !media.audio.is_empty(),
+    );
+    crate::verify::check(out, &expected, expected_seconds)
+        .map_err(|e| e.into_runner_error("Encoding failed"))?;
+    writeln!(
+        log,
+        "outputs checked: {} files, media within {} s of {expected_seconds:.2} s",
+        expected.len(),
+        crate::verify::TOLERANCE_SECONDS
+    )
+    .ok();
     Ok((media.duration, outputs))
 }

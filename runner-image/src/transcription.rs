@@ -87,7 +87,7 @@ pub async fn execute(
         model: spec.model.clone(),
         normalize: spec.normalize,
         duration_seconds: spec.duration_seconds,
-        stem: base,
+        stem: base.clone(),
     };
     let options = RunOptions {
         gpu: gpu.is_ok(),
@@ -140,6 +140,13 @@ pub async fn execute(
     let text = serde_json::to_string_pretty(&info)
         .map_err(|e| RunnerError::transient("OutputWriteFailed", e.to_string()))?;
     std::fs::write(args.out.join(INFO_JSON), text).map_err(io_error("info_video.json"))?;
+    // Output validation (reference runner 1.9.0): the WebVTT Esup-Pod imports is there.
+    crate::verify::check(
+        &args.out,
+        &crate::verify::expected_transcription(&base),
+        f64::NAN,
+    )
+    .map_err(|e| e.into_runner_error("Transcription failed"))?;
     std::fs::write(args.out.join(ENCODING_LOG), log.text()).map_err(io_error("encoding.log"))?;
     let Some(cb) = callback else {
         return Ok(());

@@ -6,25 +6,10 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
-use common::{ffmpeg, runner};
-
-fn models_dir() -> PathBuf {
-    let dir = std::env::var_os("ESUP_MODELS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
-                .join(".cache/esup-runner/models")
-        });
-    assert!(
-        dir.join("ggml-base.bin").is_file(),
-        "{} lacks ggml-base.bin: run `make models`",
-        dir.display()
-    );
-    dir
-}
+use common::{ffmpeg, models_dir, runner};
 
 fn transcribe(source: &Path, out: &Path, params: &str) -> (i32, String) {
     let output = runner()

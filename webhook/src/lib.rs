@@ -11,6 +11,7 @@
 //! I/O parts: `store` (result files), the routes (`server`), the listeners (`serve`: timeouts,
 //! connection cap), the notifier.
 
+pub mod admission;
 pub mod dedup;
 pub mod error;
 pub mod manager_api;

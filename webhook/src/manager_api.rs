@@ -99,13 +99,20 @@ pub async fn execute(app: &App, caller: Caller, body: &[u8]) -> Result<Response,
         retention: tenant.retention.map(kube::core::Duration::from),
         priority: tenant.priority,
     };
-    let spec = params::to_spec(&request, &context).map_err(|e| {
+    // A request whose only fault is in its parameters is accepted, as a task that fails at
+    // once: the reference manager accepts it and its runner fails it, and a refusal would make
+    // Esup-Pod resubmit it (and re-run its pre-store) on every cron run.
+    let params::Submission {
+        spec,
+        invalid_parameters,
+    } = params::to_submission(&request, &context).map_err(|e| {
         ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             e.category(),
             e.to_string(),
         )
     })?;
+    let invalid_parameters = invalid_parameters.map(|e| bounded_message(&e.to_string()));
     // Every other URL a runner will fetch (watermark, credits) passes the same policy as the
     // source, with the source's code. The runner checks them again when it fetches.
     for (field, url) in spec.asset_urls() {
@@ -117,34 +124,36 @@ pub async fn execute(app: &App, caller: Caller, body: &[u8]) -> Result<Response,
             )
         })?;
     }
-    // No pool that takes this task type for this tenant: 503, so that Esup-Pod tries its next
-    // manager, as the reference manager answers when no runner can take the task. A pool that
-    // exists but is full or suspended still queues it. Checked at the create only: an
-    // identical request in flight is still answered with its task.
+    // 503 when no pool takes this task type for the tenant, so that Esup-Pod tries its next
+    // manager, as the reference manager answers when no runner can take the task; for a
+    // tenant in `immediate` mode, also when none can start it now. Checked at the create
+    // only: an identical request in flight is still answered with its task.
     let task_type = spec.task_type();
-    let no_pool = !app.pools.state().iter().any(|pool| {
-        esup_operator::model::Pool::from_object(pool).is_some_and(|pool| {
-            esup_operator::schedule::queue::takes(
-                &pool,
-                task_type,
-                &tenant.name,
-                &spec.common().pools,
-            )
-        })
-    });
     let fingerprint =
         crate::dedup::tenant_fingerprint(&tenant.name, &params::fingerprint(&request));
     let fingerprint_label = &fingerprint[..40];
     let namespace = &tenant.namespace;
-    let (backlog, chain) = app
+    let view = app
         .tasks
         .submission_view(namespace, &tenant.name, fingerprint_label);
+    let pools = app.pools.state();
+    let refusal = crate::admission::decide(
+        &crate::admission::Request {
+            mode: tenant.admission,
+            task_type,
+            tenant: &tenant.name,
+            wanted: &spec.common().pools,
+            unseen: u32::try_from(view.unseen).unwrap_or(u32::MAX),
+        },
+        pools.iter().map(|p| p.as_ref()),
+    )
+    .err();
     let raw = serde_json::to_string(&request)
         .map_err(|e| ApiError::internal("SerializationError", e.to_string()))?;
     // Over its backlog bound, a tenant is told "no capacity" so that Esup-Pod tries its next
     // manager, exactly as when the reference manager has no free runner. An identical request
     // in flight is still answered with its task (below, before any create).
-    let over_backlog = backlog >= tenant.max_backlog as usize;
+    let over_backlog = view.backlog >= tenant.max_backlog as usize;
     // The create is the de-duplication claim: the name comes from the fingerprint (dedup.rs).
     let create = |name: String, epoch: u64| {
         let metadata = ObjectMeta {
@@ -159,19 +168,21 @@ pub async fn execute(app: &App, caller: Caller, body: &[u8]) -> Result<Response,
                 ]
                 .into(),
             ),
-            annotations: Some([(tasks::REQUEST_ANNOTATION.to_owned(), raw.clone())].into()),
+            annotations: Some(
+                std::iter::once((tasks::REQUEST_ANNOTATION.to_owned(), raw.clone()))
+                    .chain(invalid_parameters.clone().map(|message| {
+                        (esup_api::INVALID_PARAMETERS_ANNOTATION.to_owned(), message)
+                    }))
+                    .collect(),
+            ),
             ..ObjectMeta::default()
         };
-        let spec = spec.clone();
+        let (spec, refusal) = (spec.clone(), refusal.clone());
         async move {
-            if no_pool {
+            if let Some(refusal) = refusal {
                 return Err(ApiError::unavailable(
-                    "NoEligiblePool",
-                    format!(
-                        "No runners available: no RunnerPool runs {} tasks for tenant {}",
-                        task_type.protocol_name(),
-                        tenant.name
-                    ),
+                    refusal.category(),
+                    refusal.to_string(),
                 ));
             }
             if over_backlog {
@@ -182,7 +193,7 @@ pub async fn execute(app: &App, caller: Caller, body: &[u8]) -> Result<Response,
     };
     let task = match app
         .dedup
-        .submit(namespace, &fingerprint, &chain, create)
+        .submit(namespace, &fingerprint, &view.chain, create)
         .await?
     {
         Submitted::Existing(task) => {
@@ -195,7 +206,14 @@ pub async fn execute(app: &App, caller: Caller, body: &[u8]) -> Result<Response,
         Submitted::New(task) => task,
     };
     let task_name = task.name().to_owned();
-    tracing::info!(tenant = %tenant.name, task = %task_name, task_type = %request.task_type, "task submitted");
+    match &invalid_parameters {
+        None => {
+            tracing::info!(tenant = %tenant.name, task = %task_name, task_type = %request.task_type, "task submitted");
+        }
+        Some(why) => {
+            tracing::info!(tenant = %tenant.name, task = %task_name, task_type = %request.task_type, why, "task submitted with invalid parameters: it fails without running");
+        }
+    }
     Ok(json(
         StatusCode::OK,
         &ExecuteResponse {
@@ -203,6 +221,18 @@ pub async fn execute(app: &App, caller: Caller, body: &[u8]) -> Result<Response,
             status: ManagerStatus::Running,
         },
     ))
+}
+
+/// The reason a task fails, cut to what a condition message and an annotation hold well: the
+/// list of invalid keys comes from the request and has no bound of its own.
+fn bounded_message(message: &str) -> String {
+    const MAX_CHARS: usize = 1024;
+    if message.chars().count() <= MAX_CHARS {
+        return message.to_owned();
+    }
+    let mut cut: String = message.chars().take(MAX_CHARS - 1).collect();
+    cut.push('…');
+    cut
 }
 
 fn own_task(app: &App, caller: &Caller, task_id: &str) -> Result<AnyTask, ApiError> {
@@ -242,9 +272,27 @@ pub fn finished_task(app: &App, caller: &Caller, task_id: &str) -> Result<AnyTas
     Ok(task)
 }
 
+/// Field manager of `status.resultFetchTime`.
+pub const FETCH_MANAGER: &str = "esup-webhook-fetch";
+
+/// Records that the result (manifest or a file) was fetched while the task showed `warning`:
+/// the reference manager then shows it `completed` (`mark_warning_as_completed`), while its
+/// notify retries go on. Best effort: the fetch is served whatever happens here.
+pub async fn record_result_fetch(app: &App, task: &AnyTask) {
+    if task.manager_status() != ManagerStatus::Warning {
+        return;
+    }
+    let now = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(Timestamp::now());
+    let status = serde_json::json!({ "resultFetchTime": now });
+    if let Err(e) = crate::runner_api::apply_status(app, task, FETCH_MANAGER, None, status).await {
+        tracing::warn!(task = %task.name(), error = %e.detail, "cannot record the result fetch; the task still shows warning");
+    }
+}
+
 /// `GET /task/result/{id}`: the manifest, with each file's sha256 (§1.4).
-pub fn result(app: &App, caller: &Caller, task_id: &str) -> Result<Response, ApiError> {
+pub async fn result(app: &App, caller: &Caller, task_id: &str) -> Result<Response, ApiError> {
     let task = finished_task(app, caller, task_id)?;
+    record_result_fetch(app, &task).await;
     let files: Vec<ManifestEntry> = task
         .status()
         .and_then(|s| s.result.as_ref())

@@ -126,7 +126,7 @@ impl Metrics {
         registry.register(
             "esup_webhook_rejections",
             "Requests refused, by reason: auth, rate_limit, url_policy, backlog, \
-             no_eligible_pool, invalid, timeout (a request head or body not received in time)",
+             no_eligible_pool, no_free_runner (admission mode immediate), invalid, timeout (a request head or body not received in time)",
             metrics.rejections.clone(),
         );
         registry.register(
@@ -279,6 +279,7 @@ pub fn rejection_reason(status: u16, category: Option<&str>) -> Option<&'static 
         "InvalidUrl" | "HostNotAllowed" | "Unresolvable" | "PrivateAddress" => Some("url_policy"),
         "BacklogFull" => Some("backlog"),
         "NoEligiblePool" => Some("no_eligible_pool"),
+        "NoFreeRunner" => Some("no_free_runner"),
         "TaskFailed" => None,
         _ if matches!(status, 400 | 411 | 413 | 422) => Some("invalid"),
         _ => None,

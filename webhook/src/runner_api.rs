@@ -139,7 +139,9 @@ pub fn served_attempt(task: &AnyTask) -> Attempt<'_> {
     }
 }
 
-async fn apply_status(
+/// Applies `status` to the task's status with `manager`'s field manager, conditionally on
+/// `resource_version` when given.
+pub(crate) async fn apply_status(
     app: &App,
     task: &AnyTask,
     manager: &str,
@@ -415,6 +417,7 @@ pub async fn download(
         .await
         .map_err(ApiError::from)?
         .ok_or_else(missing)?;
+    crate::manager_api::record_result_fetch(app, &task).await;
     let request = crate::range::parse_range(range, size);
     let wanted = match &request {
         crate::range::RangeRequest::Partial(r) => Some(r.clone()),

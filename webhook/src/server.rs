@@ -386,9 +386,12 @@ pub fn routes(
         .and(warp::path!("task" / "result" / String))
         .and(with_app.clone())
         .and(auth.clone())
-        .map(
-            |id: String, app: Arc<App>, caller: Result<Caller, ApiError>| {
-                respond(caller.and_then(|c| manager_api::result(&app, &c, &id)))
+        .then(
+            |id: String, app: Arc<App>, caller: Result<Caller, ApiError>| async move {
+                respond(match caller {
+                    Ok(c) => manager_api::result(&app, &c, &id).await,
+                    Err(e) => Err(e),
+                })
             },
         );
     let health = warp::get()

@@ -92,6 +92,17 @@ impl AnyTask {
     }
 }
 
+/// A tenant's tasks as a submission sees them ([`Tasks::submission_view`]).
+#[derive(Debug, Default)]
+pub struct SubmissionView {
+    /// Its unfinished tasks.
+    pub backlog: usize,
+    /// Those the operator has not seen yet (phase Pending).
+    pub unseen: usize,
+    /// The tasks of the submission's fingerprint: its de-duplication chain.
+    pub chain: Vec<AnyTask>,
+}
+
 /// The reference manager's view of a task (`/task/status`, `/task/list`).
 pub fn to_manager_task(task: &AnyTask) -> ManagerTask {
     let request = task.request();
@@ -376,7 +387,7 @@ impl Tasks {
 
     /// A tenant's tasks that have not ended: its backlog.
     pub fn unfinished(&self, namespace: &str, tenant: &str) -> usize {
-        self.submission_view(namespace, tenant, "").0
+        self.submission_view(namespace, tenant, "").backlog
     }
 
     /// What `/task/execute` needs from the cache, in one pass without sorting (it runs on
@@ -387,9 +398,8 @@ impl Tasks {
         namespace: &str,
         tenant: &str,
         fingerprint_label: &str,
-    ) -> (usize, Vec<AnyTask>) {
-        let mut backlog = 0;
-        let mut chain = Vec::new();
+    ) -> SubmissionView {
+        let mut view = SubmissionView::default();
         let all = self.namespace_tasks(namespace);
         let mut pending = self
             .created
@@ -406,7 +416,10 @@ impl Tasks {
         drop(pending);
         for task in all.chain(not_cached) {
             if task.tenant() == tenant && !task.phase().is_terminal() {
-                backlog += 1;
+                view.backlog += 1;
+                if task.phase() == TaskPhase::Pending {
+                    view.unseen += 1;
+                }
             }
             let same = !fingerprint_label.is_empty()
                 && task
@@ -416,10 +429,10 @@ impl Tasks {
                     .and_then(|l| l.get(FINGERPRINT_LABEL))
                     .is_some_and(|f| f == fingerprint_label);
             if same {
-                chain.push(task);
+                view.chain.push(task);
             }
         }
-        (backlog, chain)
+        view
     }
 
     /// Creates the task resource under `name`. The API server validates the spec once more.

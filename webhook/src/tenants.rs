@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use esup_api::{SecretKeyRef, TaskPriority};
+
+use crate::admission::AdmissionMode;
 use sha2::{Digest, Sha256};
 
 /// Label that marks a tenant's Secret; its value is the tenant's name.
@@ -25,6 +27,8 @@ pub struct Tenant {
     pub retention: Option<Duration>,
     /// Queue priority of its tasks.
     pub priority: TaskPriority,
+    /// How its tasks wait for a runner: in the cluster's queue, or in Esup-Pod's.
+    pub admission: AdmissionMode,
 }
 
 /// A token's tenant, and where the token lives (the notify of a task is sent with the token
@@ -204,12 +208,18 @@ fn tenant_of(secret: &TenantSecret) -> Result<Tenant, SecretError> {
             ));
         }
     };
+    let admission = match secret.data.get("admission") {
+        None => AdmissionMode::default(),
+        Some(v) => AdmissionMode::parse(v)
+            .ok_or_else(|| bad("admission", format!("{v:?} is not queue or immediate")))?,
+    };
     Ok(Tenant {
         name: secret.tenant.clone(),
         namespace,
         max_backlog,
         retention,
         priority,
+        admission,
     })
 }
 
@@ -245,11 +255,21 @@ mod tests {
             secret(
                 "t-y",
                 "univ-y",
-                &[("token", "ccc"), ("priority", "Low"), ("retention", "720h")],
+                &[
+                    ("token", "ccc"),
+                    ("priority", "Low"),
+                    ("retention", "720h"),
+                    ("admission", "immediate"),
+                ],
             ),
         ]);
         assert!(errors.is_empty(), "{errors:?}");
         let x = table.authenticate("bbb").expect("rotated token works");
+        assert_eq!(x.tenant.admission, AdmissionMode::Queue, "the default");
+        assert_eq!(
+            table.authenticate("ccc").map(|c| c.tenant.admission),
+            Some(AdmissionMode::Immediate)
+        );
         assert_eq!(
             (
                 x.tenant.name.as_str(),
@@ -283,6 +303,10 @@ mod tests {
             ),
             (
                 secret("e", "univ-x", &[("token", "t"), ("namespace", "Bad NS")]),
+                "BadTenantSetting",
+            ),
+            (
+                secret("f", "univ-x", &[("token", "t"), ("admission", "later")]),
                 "BadTenantSetting",
             ),
         ];

@@ -512,6 +512,20 @@ fn advance(
         );
         return;
     }
+    // Accepted only to fail as the reference runner fails it: never admitted. Set at
+    // creation, so it finds the task waiting; an attempt already running is left to end.
+    if let Some(message) = w.task.invalid_parameters.clone()
+        && matches!(w.status.phase, TaskPhase::Pending | TaskPhase::Queued)
+    {
+        finish(
+            w,
+            TaskPhase::Failed,
+            reason::INVALID_PARAMETERS,
+            &message,
+            now,
+        );
+        return;
+    }
     let generation = w.task.generation;
     match w.status.phase {
         TaskPhase::Pending => {

@@ -56,6 +56,7 @@ fn new_task(kind: TaskKind, name: &str, spec: TaskSpec) -> Task {
         created: at(0),
         deleting: false,
         cancel_requested: false,
+        invalid_parameters: None,
         spec,
         status: TaskStatus::default(),
     }
@@ -2107,4 +2108,32 @@ fn a_cancelled_task_stops_its_job_and_fails_as_cancelled() {
     }
     assert_eq!(changed(&plan, "waiting").action, Action::None);
     assert_eq!(sim.pass_at(3).tasks, [], "a cancelled task stays ended");
+}
+
+#[test]
+fn a_task_accepted_with_invalid_parameters_fails_without_running() {
+    let refusal = "Invalid parameters for task type: encoding (invalid fields: zeta)";
+    let mut sim = Sim::new(vec![encoding_pool("p", 2)], nodes(1));
+    let mut invalid = encoding("invalid", "univ-x", "");
+    invalid.invalid_parameters = Some(refusal.to_owned());
+    sim.add(invalid);
+    sim.add(encoding("valid", "univ-x", ""));
+    let plan = sim.pass();
+    let status = sim.status("invalid");
+    assert_eq!(status.phase, TaskPhase::Failed);
+    assert_eq!(why(status), "InvalidParameters");
+    assert_eq!(message(status), refusal);
+    assert!(status.job_name.is_none() && status.pool.is_none());
+    let change = changed(&plan, "invalid");
+    assert_eq!(change.action, Action::None, "never launched");
+    assert_eq!(
+        change.note.as_ref().map(|n| n.reason.as_str()),
+        Some("InvalidParameters")
+    );
+    assert_eq!(
+        sim.status("valid").phase,
+        TaskPhase::Admitted,
+        "it takes no slot"
+    );
+    assert_eq!(sim.pass_at(1).tasks, [], "it stays failed");
 }

@@ -8,6 +8,22 @@ use std::process::Command;
 
 use serde_json::Value;
 
+/// The converted Whisper models (`make models`): `ESUP_MODELS_DIR`, else the build cache's.
+pub fn models_dir() -> PathBuf {
+    let dir = std::env::var_os("ESUP_MODELS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
+                .join(".cache/esup-runner/models")
+        });
+    assert!(
+        dir.join("ggml-base.bin").is_file(),
+        "{} lacks ggml-base.bin: run `make models`",
+        dir.display()
+    );
+    dir
+}
+
 /// The runner binary, allowed to fetch from 127.0.0.1 (where the tests' servers listen) and
 /// nowhere else private; a test that needs another URL policy sets the variables again.
 pub fn runner() -> Command {

@@ -218,7 +218,7 @@ fn operation(route: Route, g: &mut SchemaGenerator) -> Value {
             responses.insert(
                 "200".into(),
                 json_body(
-                    "Accepted; the same task id while the same request is in flight.",
+                    "Accepted; the same task id while the same request is in flight. A request whose only fault is in its `parameters` is accepted too: the task fails without running, `Invalid parameters for task type: ...`, as the reference runner fails it.",
                     schema_ref::<ExecuteResponse>(g),
                 ),
             );
@@ -230,11 +230,11 @@ fn operation(route: Route, g: &mut SchemaGenerator) -> Value {
             responses.insert("413".into(), error("Body over 1 MiB."));
             responses.insert(
                 "422".into(),
-                error("Not a task request, unknown parameters, or `source_url` refused by the URL policy."),
+                error("Not a task request (body, top-level fields, `task_type`, URL form), or `source_url` or a dressing URL refused by the URL policy."),
             );
             responses.insert(
                 "503".into(),
-                error("`No runners available`: the tenant's backlog is full (Esup-Pod then tries its next manager), or the Kubernetes API is unavailable."),
+                error("`No runners available`: the tenant's backlog is full, no RunnerPool takes the task type for the tenant, or (admission mode `immediate`) none can start it now; Esup-Pod then tries its next manager. Also when the Kubernetes API is unavailable."),
             );
             ("esup-pod", "Submit a task")
         }
@@ -255,7 +255,7 @@ fn operation(route: Route, g: &mut SchemaGenerator) -> Value {
             responses.insert(
                 "200".into(),
                 json!({
-                    "description": "The manifest of the result files, each with its sha256.",
+                    "description": "The manifest of the result files, each with its sha256. Fetching it (or a file) turns a `warning` task `completed`, as the reference manager does.",
                     "headers": task_id_header(),
                     "content": {"application/json": {"schema": schema_ref::<Manifest>(g)}},
                 }),
