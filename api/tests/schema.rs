@@ -9,7 +9,11 @@ use kube::core::cel::{validate_cel, validate_cel_update};
 use serde_json::Value;
 
 fn fixture<T: serde::de::DeserializeOwned>(name: &str) -> T {
-    let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+    // Read when the test runs (cargo sets it), not when it was built: a build cache shared
+    // with a checkout elsewhere would otherwise point at that checkout.
+    let dir = std::env::var("CARGO_MANIFEST_DIR")
+        .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned());
+    let path = format!("{dir}/tests/fixtures/{name}");
     let text = std::fs::read_to_string(&path).expect("fixture readable");
     serde_yaml::from_str(&text).expect("fixture parses as its kind")
 }

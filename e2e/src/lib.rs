@@ -18,6 +18,15 @@ use warp::Filter;
 
 pub const FIELD_MANAGER: &str = "esup-e2e";
 
+/// The repository's root, read when the test runs (cargo sets `CARGO_MANIFEST_DIR` for the
+/// processes it runs), not when it was built: a build cache shared with a checkout elsewhere
+/// (CI's) would otherwise point at that checkout.
+pub fn repo_root() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
+        .join("..")
+}
+
 /// Server-side applies `value` (a whole object, as JSON) as [`FIELD_MANAGER`].
 pub async fn apply<K>(api: &Api<K>, name: &str, value: serde_json::Value)
 where
@@ -106,7 +115,7 @@ pub fn operator_binary() -> PathBuf {
     }
     let target = std::env::var("CARGO_TARGET_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
+        .unwrap_or_else(|_| repo_root().join("target"));
     let path = target.join("debug/esup-operator");
     assert!(
         path.exists(),

@@ -28,7 +28,7 @@ const WEBHOOK: &str = "system:serviceaccount:esup-adm-system:esup-adm-esup-runne
 const OTHER: &str = "system:serviceaccount:esup-adm-tasks:someone";
 
 fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+    esup_e2e::repo_root()
 }
 
 fn helm_binary() -> String {

@@ -33,7 +33,7 @@ const TOKEN: &str = "esup-e2e-token-0123456789abcdef";
 const RENDITION_360: &str = r#"{"360": {"resolution": "640x360", "video_bitrate": "750k", "audio_bitrate": "96k", "encode_mp4": true}}"#;
 
 fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+    esup_e2e::repo_root()
 }
 
 fn chart_up() -> String {

@@ -14,10 +14,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 fn fixture<T: DeserializeOwned>(name: &str) -> T {
-    let path = format!(
-        "{}/../api/tests/fixtures/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    );
+    let path = esup_e2e::repo_root().join("api/tests/fixtures").join(name);
     serde_yaml::from_str(&std::fs::read_to_string(&path).expect("fixture readable"))
         .expect("fixture parses")
 }

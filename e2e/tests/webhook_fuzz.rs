@@ -7,7 +7,6 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used)] // tests fail loudly by design
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use esup_api::{EncodingTask, TranscriptionTask};
@@ -83,7 +82,7 @@ async fn schemathesis_finds_no_server_error_and_no_undocumented_answer() {
     let http = reqwest::Client::new();
     webhook.wait_for_token(TOKEN).await;
 
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fuzz/run");
+    let script = esup_e2e::repo_root().join("e2e/fuzz/run");
     let started = Instant::now();
     let run = tokio::process::Command::new(&script)
         .args([&base, TOKEN])

@@ -35,9 +35,13 @@ impl Drop for S3Server {
 
 impl S3Server {
     fn start() -> Self {
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/s3-server");
+        // Read when the test runs (cargo sets it), not when it was built: a build cache shared
+        // with a checkout elsewhere would otherwise point at that checkout.
+        let dir = std::env::var("CARGO_MANIFEST_DIR")
+            .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned());
+        let script = format!("{dir}/tests/s3-server");
         let log = tempfile::NamedTempFile::new().unwrap();
-        let mut child = Command::new(script)
+        let mut child = Command::new(&script)
             .stdout(Stdio::piped())
             .stderr(log.reopen().unwrap())
             .spawn()

@@ -21,7 +21,13 @@ struct Fixture {
 fn fixture() -> &'static Fixture {
     static F: OnceLock<Fixture> = OnceLock::new();
     F.get_or_init(|| {
-        let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+        // Read when the test runs (cargo sets it), not when it was built: a build cache shared
+        // with a checkout elsewhere would otherwise point at that checkout.
+        let here = PathBuf::from(
+            std::env::var_os("CARGO_MANIFEST_DIR")
+                .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+        );
+        let here = here.as_path();
         let out = Command::new(here.join("install-onnxruntime"))
             .output()
             .unwrap_or_else(|e| panic!("install-onnxruntime: {e}"));
