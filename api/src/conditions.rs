@@ -1,6 +1,9 @@
 //! Condition types and reasons of tasks and pools. Stable strings: users write alerts and
 //! `kubectl wait --for=condition=...` against them, and they double as Event reasons.
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::jiff::Timestamp;
+
 /// Condition types of a task. At most one of `Succeeded`, `Failed`, `TimedOut` is ever True.
 pub mod task {
     /// The task waits in a pool's queue.
@@ -17,6 +20,50 @@ pub mod task {
     pub const TIMED_OUT: &str = "TimedOut";
     /// Esup-Pod acknowledged the notification of the terminal state.
     pub const NOTIFIED: &str = "Notified";
+}
+
+/// How a task's conditions are listed: in the order of its lifecycle, then any other type.
+const TASK_ORDER: [&str; 7] = [
+    task::QUEUED,
+    task::ADMITTED,
+    task::RUNNING,
+    task::SUCCEEDED,
+    task::FAILED,
+    task::TIMED_OUT,
+    task::NOTIFIED,
+];
+
+/// Sets a condition, keeping its `lastTransitionTime` unless its status flips, so that
+/// `kubectl wait` and alerts see real transitions only. Conditions stay in lifecycle order.
+pub fn set_condition(
+    conditions: &mut Vec<Condition>,
+    type_: &str,
+    status: bool,
+    reason: &str,
+    message: &str,
+    now: Timestamp,
+    generation: Option<i64>,
+) {
+    let status = if status { "True" } else { "False" };
+    let transition = conditions
+        .iter()
+        .find(|c| c.type_ == type_ && c.status == status)
+        .map_or(Time(now), |c| c.last_transition_time.clone());
+    conditions.retain(|c| c.type_ != type_);
+    conditions.push(Condition {
+        type_: type_.to_owned(),
+        status: status.to_owned(),
+        reason: reason.to_owned(),
+        message: message.to_owned(),
+        last_transition_time: transition,
+        observed_generation: generation,
+    });
+    conditions.sort_by_key(|c| {
+        TASK_ORDER
+            .iter()
+            .position(|t| *t == c.type_)
+            .unwrap_or(TASK_ORDER.len())
+    });
 }
 
 /// Condition types of a pool.

@@ -168,6 +168,24 @@ pub struct Dressing {
     pub ending_credits: Option<Credits>,
 }
 
+impl Dressing {
+    /// The dressing's URLs, named by their `dressing` keys: what the webhook and the runner
+    /// check with the URL policy and name in their refusals.
+    pub fn urls(&self) -> Vec<(&'static str, &str)> {
+        let mut urls = Vec::new();
+        if let Some(w) = &self.watermark {
+            urls.push(("dressing.watermark", w.url.as_str()));
+        }
+        if let Some(c) = &self.opening_credits {
+            urls.push(("dressing.opening_credits_video", c.url.as_str()));
+        }
+        if let Some(c) = &self.ending_credits {
+            urls.push(("dressing.ending_credits_video", c.url.as_str()));
+        }
+        urls
+    }
+}
+
 /// Corner of the frame where the watermark sits.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
 pub enum WatermarkPosition {

@@ -8,10 +8,12 @@
 pub mod common;
 pub mod conditions;
 pub mod encoding;
+pub mod labels;
 pub mod params;
 pub mod pool;
 pub mod runner;
 pub mod status;
+pub mod task;
 pub mod timecode;
 pub mod transcription;
 pub mod url_policy;
@@ -22,9 +24,7 @@ pub use common::{
     TaskType, Timeouts, VideoMetadata,
 };
 pub use encoding::{EncodingTask, EncodingTaskSpec, Rendition};
-pub use params::{
-    ParamError, SpecContext, Submission, TaskSpecFromRequest, fingerprint, to_spec, to_submission,
-};
+pub use params::{ParamError, SpecContext, Submission, fingerprint, to_spec, to_submission};
 pub use pool::{GpuSpec, Placement, PoolTenant, RunnerPool, RunnerPoolSpec, RunnerPoolStatus};
 pub use status::{NotificationState, TaskOutcome, TaskPhase, TaskStatus};
 pub use timecode::Timecode;
@@ -39,14 +39,18 @@ pub const GROUP: &str = "runner.esup-portail.org";
 /// The one served version.
 pub const VERSION: &str = "v1alpha1";
 
-/// Annotation that asks for a task to be cancelled (Esup-Pod's `/task/stop`): the operator
-/// stops its Job and ends it `Failed` with reason `Cancelled`.
-pub const STOP_ANNOTATION: &str = "runner.esup-portail.org/stop-requested";
-
-/// Annotation the webhook sets on a task it accepted with invalid parameters (the reference
-/// manager accepts them and its runner fails the task): the message the task fails with. The
-/// operator ends such a task `Failed`, reason `InvalidParameters`, before it is ever admitted.
-pub const INVALID_PARAMETERS_ANNOTATION: &str = "runner.esup-portail.org/invalid-parameters";
+/// Every CustomResourceDefinition of the project, in a stable order (`crds/` holds them as
+/// YAML; tests install them on a real API server).
+pub fn custom_resource_definitions()
+-> Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>
+{
+    use kube::CustomResourceExt;
+    vec![
+        EncodingTask::crd(),
+        TranscriptionTask::crd(),
+        RunnerPool::crd(),
+    ]
+}
 
 /// Lowercase hexadecimal, as sha256 digests are written in manifests and statuses.
 pub fn lower_hex(bytes: &[u8]) -> String {

@@ -17,6 +17,7 @@ use crate::encoding::{
     Credits, Cut, Dressing, EncodingSource, EncodingTaskSpec, Rendition, SourceKind, StudioLayout,
     StudioOptions, Watermark, WatermarkPosition,
 };
+use crate::task::TaskSpec;
 use crate::timecode::Timecode;
 use crate::transcription::{SubtitleFormat, TranscriptionTaskSpec};
 use crate::wire::TaskRequest;
@@ -32,42 +33,6 @@ pub struct SpecContext {
     pub retention: Option<Duration>,
     /// The tenant's default queue priority.
     pub priority: TaskPriority,
-}
-
-/// The spec a request becomes: studio requests are encodings of a studio source.
-#[derive(Clone, Debug, PartialEq)]
-pub enum TaskSpecFromRequest {
-    Encoding(EncodingTaskSpec),
-    Transcription(TranscriptionTaskSpec),
-}
-
-impl TaskSpecFromRequest {
-    /// Every URL of the spec that a runner fetches besides the source, with the name used in
-    /// messages: the webhook applies its URL policy to each, as to `source_url`.
-    pub fn asset_urls(&self) -> Vec<(&'static str, &str)> {
-        match self {
-            Self::Encoding(spec) => spec
-                .dressing
-                .as_ref()
-                .map(dressing_urls)
-                .unwrap_or_default(),
-            Self::Transcription(_) => Vec::new(),
-        }
-    }
-
-    pub fn task_type(&self) -> TaskType {
-        match self {
-            Self::Encoding(spec) => spec.task_type(),
-            Self::Transcription(_) => TaskType::Transcription,
-        }
-    }
-
-    pub fn common(&self) -> &TaskCommon {
-        match self {
-            Self::Encoding(spec) => &spec.common,
-            Self::Transcription(spec) => &spec.common,
-        }
-    }
 }
 
 /// Why a request cannot become a task. Messages are fit for `{"detail": ...}`.
@@ -139,7 +104,7 @@ impl ParamError {
 /// What a task request becomes.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Submission {
-    pub spec: TaskSpecFromRequest,
+    pub spec: TaskSpec,
     /// Set when the parameters are invalid: the task is created only to fail at once with
     /// this error, as the reference runner fails it, so that Esup-Pod is told `failed` once
     /// instead of resubmitting the request on every cron run. `spec` then holds the request
@@ -225,10 +190,7 @@ const X264_PRESETS: [&str; 9] = [
 /// be JSON scalars or their string forms (Esup-Pod stringifies some); a `null` parameter is
 /// treated as absent. Nested structures (`rendition`, `cut`, `dressing`) may be JSON strings,
 /// as Esup-Pod sends them, or objects.
-pub fn to_spec(
-    request: &TaskRequest,
-    ctx: &SpecContext,
-) -> Result<TaskSpecFromRequest, ParamError> {
+pub fn to_spec(request: &TaskRequest, ctx: &SpecContext) -> Result<TaskSpec, ParamError> {
     let task_type = match request.task_type.as_str() {
         "encoding" => TaskType::Encoding,
         "studio" => TaskType::Studio,
@@ -277,7 +239,7 @@ pub fn to_spec(
             } else {
                 SourceKind::Media
             };
-            Ok(TaskSpecFromRequest::Encoding(EncodingTaskSpec {
+            Ok(TaskSpec::Encoding(EncodingTaskSpec {
                 source: EncodingSource {
                     url: source_url,
                     kind,
@@ -295,7 +257,7 @@ pub fn to_spec(
                 common,
             }))
         }
-        TaskType::Transcription => Ok(TaskSpecFromRequest::Transcription(transcription(
+        TaskType::Transcription => Ok(TaskSpec::Transcription(transcription(
             source_url, params, common,
         )?)),
     }
@@ -752,22 +714,6 @@ fn cut(value: &Value) -> Result<Cut, ParamError> {
         end,
         initial_duration: field("initial_duration")?,
     })
-}
-
-/// The dressing's URLs, named by their `dressing` keys: what the webhook and the runner check
-/// with the URL policy and name in their refusals.
-pub fn dressing_urls(dressing: &Dressing) -> Vec<(&'static str, &str)> {
-    let mut urls = Vec::new();
-    if let Some(w) = &dressing.watermark {
-        urls.push(("dressing.watermark", w.url.as_str()));
-    }
-    if let Some(c) = &dressing.opening_credits {
-        urls.push(("dressing.opening_credits_video", c.url.as_str()));
-    }
-    if let Some(c) = &dressing.ending_credits {
-        urls.push(("dressing.ending_credits_video", c.url.as_str()));
-    }
-    urls
 }
 
 /// Esup-Pod's `dressing`. Keys of the reference runner: `watermark` (URL),
@@ -1262,7 +1208,7 @@ mod tests {
         });
         let d = dressing(&value).unwrap().unwrap();
         assert_eq!(
-            dressing_urls(&d),
+            d.urls(),
             [
                 ("dressing.watermark", "http://169.254.169.254/logo.png"),
                 (

@@ -103,6 +103,29 @@ pub struct RunnerPoolSpec {
     pub fair_share: FairSharePolicy,
 }
 
+impl RunnerPoolSpec {
+    /// Whether the pool `pool_name` with this spec may run a task of `task_type` for `tenant`
+    /// that names the pools `wanted` (empty: any): its task types, its tenants (empty: all),
+    /// and, for encoding on a GPU pool, an NVENC engine. The operator schedules by it and the
+    /// webhook refuses a task no pool takes, as the reference manager refuses one no runner
+    /// can take.
+    pub fn takes(
+        &self,
+        pool_name: &str,
+        task_type: TaskType,
+        tenant: &str,
+        wanted: &[String],
+    ) -> bool {
+        self.task_types.contains(&task_type)
+            && (self.tenants.is_empty() || self.tenants.iter().any(|t| t.name == tenant))
+            && self
+                .gpu
+                .as_ref()
+                .is_none_or(|gpu| gpu.nvenc || !task_type.needs_nvenc())
+            && (wanted.is_empty() || wanted.iter().any(|w| w == pool_name))
+    }
+}
+
 fn default_priority() -> i32 {
     100
 }

@@ -21,6 +21,10 @@ pub mod exit_code {
     }
 }
 
+/// Key of the token in a launch's callback Secret
+/// ([`crate::task::TaskIdentity::callback_secret_name`]).
+pub const CALLBACK_TOKEN_KEY: &str = "token";
+
 /// Environment variables the operator sets on every runner container.
 pub mod env {
     /// `EncodingTask` or `TranscriptionTask`.
@@ -36,6 +40,134 @@ pub mod env {
     pub const CALLBACK_URL: &str = "ESUP_CALLBACK_URL";
     /// Bearer token of those callbacks: a per-launch secret, `<launch>.<random hex>`.
     pub const CALLBACK_TOKEN: &str = "ESUP_CALLBACK_TOKEN";
+}
+
+/// The runner callbacks' routes on the webhook: `/runner/v1/<plural>/<namespace>/<name>/`
+/// followed by one of [`callback_path`]'s endpoints. The operator gives each runner its task's
+/// base ([`TaskCallbacks::new`]), the runner appends the endpoints, and the webhook serves
+/// these same segments.
+pub mod callback_path {
+    /// The prefix of every runner route.
+    pub const PREFIX: [&str; 2] = ["runner", "v1"];
+    /// `POST`: a progress report.
+    pub const PROGRESS: &str = "progress";
+    /// `POST`: the completion, with the manifest.
+    pub const COMPLETION: &str = "completion";
+    /// `PUT files/<path>`: one output file.
+    pub const FILES: &str = "files";
+}
+
+/// The callback URLs of one task, from the base the operator hands its runner
+/// (`ESUP_CALLBACK_URL`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TaskCallbacks {
+    base: String,
+}
+
+impl TaskCallbacks {
+    /// The task's base under the webhook's `webhook_base` (as runners reach it).
+    pub fn new(
+        webhook_base: &str,
+        kind: crate::task::TaskKind,
+        namespace: &str,
+        name: &str,
+    ) -> Self {
+        let [runner, version] = callback_path::PREFIX;
+        Self {
+            base: format!(
+                "{}/{runner}/{version}/{}/{namespace}/{name}",
+                webhook_base.trim_end_matches('/'),
+                kind.plural()
+            ),
+        }
+    }
+
+    /// The base a runner was given.
+    pub fn from_base(base: &str) -> Self {
+        Self {
+            base: base.trim_end_matches('/').to_owned(),
+        }
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    pub fn progress(&self) -> String {
+        format!("{}/{}", self.base, callback_path::PROGRESS)
+    }
+
+    pub fn completion(&self) -> String {
+        format!("{}/{}", self.base, callback_path::COMPLETION)
+    }
+
+    /// The upload URL of the output at `path` (relative, `/`-separated), each segment
+    /// percent-encoded so that any UTF-8 name travels as is.
+    pub fn file(&self, path: &str) -> String {
+        format!(
+            "{}/{}/{}",
+            self.base,
+            callback_path::FILES,
+            encode_path(path)
+        )
+    }
+}
+
+/// Percent-encodes each segment of a result path, keeping the separators.
+pub fn encode_path(path: &str) -> String {
+    path.split('/')
+        .map(|segment| {
+            segment
+                .bytes()
+                .map(|b| match b {
+                    b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                        char::from(b).to_string()
+                    }
+                    _ => format!("%{b:02X}"),
+                })
+                .collect::<String>()
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// The runner's command line, as the operator renders it and the runner parses it
+/// (`esup-runner <subcommand> --source URL --spec JSON --out DIR --work DIR`). The runner's
+/// tests parse [`RunnerArgs::to_args`] with its own parser, so the two cannot drift apart.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunnerArgs {
+    pub task_type: crate::TaskType,
+    pub source: String,
+    /// The task's spec as JSON (`EncodingTaskSpec` or `TranscriptionTaskSpec`).
+    pub spec_json: String,
+    pub out: String,
+    pub work: String,
+}
+
+impl RunnerArgs {
+    /// The subcommand of a task type.
+    pub const fn subcommand(task_type: crate::TaskType) -> &'static str {
+        match task_type {
+            crate::TaskType::Encoding => "encode",
+            crate::TaskType::Studio => "studio",
+            crate::TaskType::Transcription => "transcribe",
+        }
+    }
+
+    /// The container's arguments.
+    pub fn to_args(&self) -> Vec<String> {
+        vec![
+            Self::subcommand(self.task_type).to_owned(),
+            "--source".to_owned(),
+            self.source.clone(),
+            "--spec".to_owned(),
+            self.spec_json.clone(),
+            "--out".to_owned(),
+            self.out.clone(),
+            "--work".to_owned(),
+            self.work.clone(),
+        ]
+    }
 }
 
 /// A launch's callback token: `<launch>.<secret>`. The launch travels inside the bearer, so a
@@ -264,6 +396,57 @@ pub fn safe_result_path(path: &str) -> Result<&str, PathError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn callback_urls_of_a_task() {
+        let callbacks = TaskCallbacks::new(
+            "http://esup-webhook.esup-system.svc:8080/",
+            crate::task::TaskKind::Transcription,
+            "pod-univ-x",
+            "t-1",
+        );
+        let base =
+            "http://esup-webhook.esup-system.svc:8080/runner/v1/transcriptiontasks/pod-univ-x/t-1";
+        assert_eq!(callbacks.base(), base);
+        assert_eq!(TaskCallbacks::from_base(&format!("{base}/")), callbacks);
+        assert_eq!(callbacks.progress(), format!("{base}/progress"));
+        assert_eq!(callbacks.completion(), format!("{base}/completion"));
+        assert_eq!(
+            callbacks.file("sub/cours d'été.mp4"),
+            format!("{base}/files/sub/cours%20d%27%C3%A9t%C3%A9.mp4")
+        );
+        assert_eq!(encode_path("720p_a.m3u8"), "720p_a.m3u8");
+    }
+
+    #[test]
+    fn runner_args_name_the_subcommand_of_the_task_type() {
+        let args = RunnerArgs {
+            task_type: crate::TaskType::Studio,
+            source: "https://pod/x.xml".into(),
+            spec_json: "{}".into(),
+            out: "/scratch/out".into(),
+            work: "/scratch/work".into(),
+        };
+        assert_eq!(
+            args.to_args(),
+            [
+                "studio",
+                "--source",
+                "https://pod/x.xml",
+                "--spec",
+                "{}",
+                "--out",
+                "/scratch/out",
+                "--work",
+                "/scratch/work"
+            ]
+        );
+        assert_eq!(RunnerArgs::subcommand(crate::TaskType::Encoding), "encode");
+        assert_eq!(
+            RunnerArgs::subcommand(crate::TaskType::Transcription),
+            "transcribe"
+        );
+    }
 
     #[test]
     fn fence_lets_only_the_latest_launch_of_a_live_task_write() {

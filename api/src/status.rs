@@ -30,6 +30,16 @@ impl TaskPhase {
     pub const fn is_terminal(self) -> bool {
         matches!(self, Self::Succeeded | Self::Failed | Self::TimedOut)
     }
+
+    /// What Esup-Pod is told of a task that ended in this phase; `None` before the end.
+    pub const fn outcome(self) -> Option<TaskOutcome> {
+        match self {
+            Self::Succeeded => Some(TaskOutcome::Completed),
+            Self::Failed => Some(TaskOutcome::Failed),
+            Self::TimedOut => Some(TaskOutcome::Timeout),
+            Self::Pending | Self::Queued | Self::Admitted | Self::Running => None,
+        }
+    }
 }
 
 /// Observed state of an EncodingTask or TranscriptionTask.
@@ -236,6 +246,47 @@ impl TaskResult {
 }
 
 impl TaskStatus {
+    /// The condition of this type, if set.
+    pub fn condition(&self, type_: &str) -> Option<&Condition> {
+        self.conditions.iter().find(|c| c.type_ == type_)
+    }
+
+    /// Whether the condition of this type is set and True.
+    pub fn is_true(&self, type_: &str) -> bool {
+        self.condition(type_).is_some_and(|c| c.status == "True")
+    }
+
+    /// Why a failed or timed-out task ended, as Esup-Pod is told (the notify body's
+    /// `error_message`, `/task/status`'s `error`, `/task/result`'s `Task failed: …`): the
+    /// runner's own message, else the terminal condition's, else a generic one. `None` for
+    /// any other phase.
+    pub fn error_message(&self) -> Option<String> {
+        use crate::conditions::task as cond;
+        let terminal = match self.phase {
+            TaskPhase::Failed => cond::FAILED,
+            TaskPhase::TimedOut => cond::TIMED_OUT,
+            _ => return None,
+        };
+        let non_empty = |s: &str| Some(s.trim()).filter(|s| !s.is_empty()).map(str::to_owned);
+        let reported = self
+            .result
+            .as_ref()
+            .and_then(|r| r.error_message.as_deref())
+            .and_then(non_empty);
+        let from_condition = || {
+            self.condition(terminal)
+                .filter(|c| c.status == "True")
+                .and_then(|c| non_empty(&c.message))
+        };
+        Some(reported.or_else(from_condition).unwrap_or_else(|| {
+            match self.phase {
+                TaskPhase::TimedOut => "Task timed out.",
+                _ => "Task failed.",
+            }
+            .to_owned()
+        }))
+    }
+
     /// Drops the runner output that results recorded before it moved to the result store
     /// hold inline (up to 64 KiB each), for caches that keep a task its whole retention.
     pub fn drop_inline_script_output(&mut self) {

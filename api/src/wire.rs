@@ -93,17 +93,16 @@ impl ManagerStatus {
     pub const fn has_result(self) -> bool {
         matches!(self, Self::Completed | Self::Warning)
     }
+}
 
-    /// The status of a task given its CR status (a task without status is `running`).
-    pub fn of_task(status: Option<&TaskStatus>) -> Self {
-        match status {
-            Some(s) => manager_status(
-                s.phase,
-                s.notification.as_ref(),
-                s.result_fetch_time.as_ref(),
-            ),
-            None => Self::Running,
-        }
+impl TaskStatus {
+    /// The reference manager's status string for this task ([`manager_status`]).
+    pub fn manager_status(&self) -> ManagerStatus {
+        manager_status(
+            self.phase,
+            self.notification.as_ref(),
+            self.result_fetch_time.as_ref(),
+        )
     }
 }
 
@@ -567,7 +566,10 @@ mod tests {
             manager_status(Failed, Some(&failed_send), Some(&at(11))),
             ManagerStatus::Failed
         );
-        assert_eq!(ManagerStatus::of_task(None), ManagerStatus::Running);
+        assert_eq!(
+            TaskStatus::default().manager_status(),
+            ManagerStatus::Running
+        );
         assert_eq!(
             serde_json::to_value(ManagerStatus::Warning).expect("ser"),
             json!("warning")

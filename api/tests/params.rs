@@ -13,10 +13,11 @@ use esup_api::encoding::{
     StudioOptions, Watermark, WatermarkPosition,
 };
 use esup_api::params::canonical_json;
+use esup_api::task::TaskSpec;
 use esup_api::transcription::{SubtitleFormat, TranscriptionTaskSpec};
 use esup_api::{
-    EncodingTask, ParamError, SpecContext, TaskRequest, TaskSpecFromRequest, TranscriptionTask,
-    fingerprint, to_spec, to_submission,
+    EncodingTask, ParamError, SpecContext, TaskRequest, TranscriptionTask, fingerprint, to_spec,
+    to_submission,
 };
 use kube::CustomResourceExt;
 use kube::core::cel::validate_cel;
@@ -125,7 +126,7 @@ fn tc(text: &str) -> esup_api::Timecode {
 }
 
 /// Converts and checks the result against the CRD as the API server would.
-fn accept(request: &TaskRequest) -> TaskSpecFromRequest {
+fn accept(request: &TaskRequest) -> TaskSpec {
     let spec = to_spec(request, &ctx()).unwrap_or_else(|e| panic!("accepted: {e}"));
     assert_fits_crd(&spec);
     spec
@@ -133,14 +134,14 @@ fn accept(request: &TaskRequest) -> TaskSpecFromRequest {
 
 fn encoding(request: &TaskRequest) -> EncodingTaskSpec {
     match accept(request) {
-        TaskSpecFromRequest::Encoding(spec) => spec,
+        TaskSpec::Encoding(spec) => spec,
         other => panic!("expected an encoding spec, got {other:?}"),
     }
 }
 
 fn transcription(request: &TaskRequest) -> TranscriptionTaskSpec {
     match accept(request) {
-        TaskSpecFromRequest::Transcription(spec) => spec,
+        TaskSpec::Transcription(spec) => spec,
         other => panic!("expected a transcription spec, got {other:?}"),
     }
 }
@@ -382,7 +383,7 @@ fn requests_with_invalid_parameters_become_tasks_that_fail() {
         }
         assert_fits_crd(&submission.spec);
     }
-    if let TaskSpecFromRequest::Encoding(spec) = to_submission(
+    if let TaskSpec::Encoding(spec) = to_submission(
         &with_params("encoding", json!({"rendition": "{}", "zeta": 1})),
         &ctx(),
     )
@@ -937,10 +938,10 @@ fn check(schema: &Value, value: &Value, path: &str, errors: &mut Vec<String>) {
     }
 }
 
-fn assert_fits_crd(spec: &TaskSpecFromRequest) {
+fn assert_fits_crd(spec: &TaskSpec) {
     let mut errors = Vec::new();
     match spec {
-        TaskSpecFromRequest::Encoding(spec) => {
+        TaskSpec::Encoding(spec) => {
             let task = EncodingTask::new("t", spec.clone());
             let value = serde_json::to_value(&task).unwrap();
             check(
@@ -951,7 +952,7 @@ fn assert_fits_crd(spec: &TaskSpecFromRequest) {
             );
             validate_cel(&task).unwrap_or_else(|e| panic!("CEL rules refuse {spec:?}: {e:?}"));
         }
-        TaskSpecFromRequest::Transcription(spec) => {
+        TaskSpec::Transcription(spec) => {
             let task = TranscriptionTask::new("t", spec.clone());
             let value = serde_json::to_value(&task).unwrap();
             check(

@@ -3,6 +3,7 @@
 //! The benchmarks themselves are binaries under `src/bin/`; `webhook` holds the HTTP load
 //! generator of `webhook-bench`.
 
+pub mod cluster;
 pub mod procfs;
 pub mod prom;
 pub mod stats;

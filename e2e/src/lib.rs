@@ -53,7 +53,7 @@ pub async fn client() -> Client {
 
 pub async fn install_crds(client: &Client) {
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    for crd in esup_operator::crdgen::definitions() {
+    for crd in esup_api::custom_resource_definitions() {
         let name = crd.name_any();
         crds.patch(
             &name,

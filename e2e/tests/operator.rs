@@ -480,7 +480,7 @@ async fn a_task_that_no_longer_decodes_is_skipped_with_an_event_and_others_run()
     let mut fx = Fixture::new("esup-e2e-undecodable").await;
     let crds: Api<CustomResourceDefinition> = Api::all(fx.client.clone());
     let name = "transcriptiontasks.runner.esup-portail.org";
-    let mut loose = esup_operator::crdgen::definitions()
+    let mut loose = esup_api::custom_resource_definitions()
         .into_iter()
         .find(|c| c.name_any() == name)
         .unwrap();

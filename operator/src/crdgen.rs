@@ -1,10 +1,6 @@
 //! Renders the CustomResourceDefinitions of `esup-api` as the YAML committed under `crds/`.
 //! Pure: the binary does the file I/O, so that drift checks and tests share one rendering.
 
-use esup_api::{EncodingTask, RunnerPool, TranscriptionTask};
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::CustomResourceExt;
-
 #[derive(Debug, thiserror::Error)]
 #[error("cannot render CRD {name} as YAML: {source}")]
 pub struct RenderError {
@@ -20,18 +16,9 @@ pub struct CrdFile {
     pub yaml: String,
 }
 
-/// Every CRD of the project, in a stable order.
-pub fn definitions() -> Vec<CustomResourceDefinition> {
-    vec![
-        EncodingTask::crd(),
-        TranscriptionTask::crd(),
-        RunnerPool::crd(),
-    ]
-}
-
 /// The files `crdgen` writes, named `<plural>.<group>.yaml` as `kubectl` users expect.
 pub fn render() -> Result<Vec<CrdFile>, RenderError> {
-    definitions()
+    esup_api::custom_resource_definitions()
         .into_iter()
         .map(|crd| {
             let name = crd.metadata.name.clone().unwrap_or_default();

@@ -194,180 +194,200 @@ fn own_storage_limit(message: &str) -> bool {
         || message.contains("Pod ephemeral local storage usage exceeds")
 }
 
-/// How a finished Job ended (`job.finished()` is Some), with the pod of the attempt if still
-/// known. Infrastructure causes come before the exit code: a pod killed by a drain exits
-/// non-zero too, and must not be charged for it.
-pub fn classify_finished(job: &JobInfo, pod: Option<&PodInfo>) -> AttemptEnd {
-    use FailureClass::*;
+/// One rule of [`classify_finished`]: how the attempt ended, or `None` to ask the next rule.
+type Rule = fn(&JobInfo, Option<&PodInfo>) -> Option<AttemptEnd>;
 
-    if job
-        .conditions
+/// The rules of [`classify_finished`], first match wins. Infrastructure causes come before
+/// the exit code: a pod killed by a drain exits non-zero too, and must not be charged for it.
+const RULES: &[Rule] = &[
+    job_completed,
+    pod_disrupted,
+    pod_turned_away,
+    execution_deadline,
+    pod_lost,
+    out_of_memory,
+    runner_exit_code,
+    image_pull_failed,
+];
+
+/// How a finished Job ended (`job.finished()` is Some), with the pod of the attempt if still
+/// known: the first of [`RULES`] that applies, else what the Job's failure condition says.
+pub fn classify_finished(job: &JobInfo, pod: Option<&PodInfo>) -> AttemptEnd {
+    RULES
+        .iter()
+        .find_map(|rule| rule(job, pod))
+        .unwrap_or_else(|| job_failed(job))
+}
+
+fn job_completed(job: &JobInfo, _: Option<&PodInfo>) -> Option<AttemptEnd> {
+    job.conditions
         .iter()
         .any(|c| c.status && c.type_ == "Complete")
-    {
-        return AttemptEnd::Succeeded;
-    }
-    let job_failed = job.finished();
+        .then_some(AttemptEnd::Succeeded)
+}
 
-    if let Some(pod) = pod {
-        let node = on_node(pod);
-        let named = node_name(pod);
-        let pod_message = pod.message.as_deref();
-        if let Some(disruption) = pod.disruption.as_deref() {
-            let (class, head) = match disruption {
-                "PreemptionByScheduler" => (
-                    Preempted,
-                    format!(
-                        "the scheduler preempted the runner pod{node} for a higher-priority pod"
-                    ),
-                ),
-                "EvictionByEvictionAPI" => (
-                    Evicted,
-                    format!("the runner pod was evicted{node} (node drain or eviction request)"),
-                ),
-                "TerminationByKubelet" => (
-                    Evicted,
-                    format!(
-                        "the kubelet terminated the runner pod{node} (node pressure or shutdown)"
-                    ),
-                ),
-                "DeletionByTaintManager" => (
-                    NodeLost,
-                    format!(
-                        "the runner pod was deleted because its node{named} became unreachable or tainted"
-                    ),
-                ),
-                "DeletionByPodGC" => (
-                    NodeLost,
-                    format!("the runner pod was garbage-collected because its node{named} is gone"),
-                ),
-                other => (
-                    Evicted,
-                    format!("the runner pod was disrupted{node} ({other})"),
-                ),
-            };
-            return failed(class, &head, pod_message);
-        }
+/// The pod's `DisruptionTarget` condition says who took it away.
+fn pod_disrupted(_: &JobInfo, pod: Option<&PodInfo>) -> Option<AttemptEnd> {
+    use FailureClass::*;
+    let pod = pod?;
+    let disruption = pod.disruption.as_deref()?;
+    let node = on_node(pod);
+    let named = node_name(pod);
+    let (class, head) = match disruption {
+        "PreemptionByScheduler" => (
+            Preempted,
+            format!("the scheduler preempted the runner pod{node} for a higher-priority pod"),
+        ),
+        "EvictionByEvictionAPI" => (
+            Evicted,
+            format!("the runner pod was evicted{node} (node drain or eviction request)"),
+        ),
+        "TerminationByKubelet" => (
+            Evicted,
+            format!("the kubelet terminated the runner pod{node} (node pressure or shutdown)"),
+        ),
+        "DeletionByTaintManager" => (
+            NodeLost,
+            format!(
+                "the runner pod was deleted because its node{named} became unreachable or tainted"
+            ),
+        ),
+        "DeletionByPodGC" => (
+            NodeLost,
+            format!("the runner pod was garbage-collected because its node{named} is gone"),
+        ),
+        other => (
+            Evicted,
+            format!("the runner pod was disrupted{node} ({other})"),
+        ),
+    };
+    Some(failed(class, &head, pod.message.as_deref()))
+}
 
-        match pod.reason.as_deref() {
-            Some("Evicted") if pod_message.is_some_and(own_storage_limit) => {
-                return failed(
-                    Transient,
-                    &format!("the runner used more local disk than its pod allows{node}"),
-                    pod_message,
-                );
-            }
-            Some("Evicted") => {
-                return failed(
-                    Evicted,
-                    &format!("the kubelet evicted the runner pod{node}"),
-                    pod_message,
-                );
-            }
-            Some(r @ ("NodeLost" | "Shutdown" | "NodeShutdown" | "Terminated")) => {
-                return failed(
-                    NodeLost,
-                    &format!("the runner pod's node{named} went away ({r})"),
-                    pod_message,
-                );
-            }
-            // Admission rejections: the kubelet refused the pod before it ran. NodeAffinity
-            // is one too, when the node's labels changed after scheduling.
-            Some(r @ ("UnexpectedAdmissionError" | "NodeAffinity" | "InvalidNodeInfo")) => {
-                return failed(
-                    Evicted,
-                    &format!("the node{named} refused the runner pod ({r})"),
-                    pod_message,
-                );
-            }
-            Some(r) if r.starts_with("OutOf") => {
-                return failed(
-                    Evicted,
-                    &format!("the node{named} refused the runner pod ({r})"),
-                    pod_message,
-                );
-            }
-            _ => {}
-        }
-    }
+/// The pod's reason: evicted, its node gone, or refused at admission by the kubelet.
+fn pod_turned_away(_: &JobInfo, pod: Option<&PodInfo>) -> Option<AttemptEnd> {
+    use FailureClass::*;
+    let pod = pod?;
+    let node = on_node(pod);
+    let named = node_name(pod);
+    let pod_message = pod.message.as_deref();
+    let (class, head) = match pod.reason.as_deref()? {
+        "Evicted" if pod_message.is_some_and(own_storage_limit) => (
+            Transient,
+            format!("the runner used more local disk than its pod allows{node}"),
+        ),
+        "Evicted" => (Evicted, format!("the kubelet evicted the runner pod{node}")),
+        r @ ("NodeLost" | "Shutdown" | "NodeShutdown" | "Terminated") => (
+            NodeLost,
+            format!("the runner pod's node{named} went away ({r})"),
+        ),
+        // Admission rejections: the kubelet refused the pod before it ran. NodeAffinity is
+        // one too, when the node's labels changed after scheduling.
+        r @ ("UnexpectedAdmissionError" | "NodeAffinity" | "InvalidNodeInfo") => (
+            Evicted,
+            format!("the node{named} refused the runner pod ({r})"),
+        ),
+        r if r.starts_with("OutOf") => (
+            Evicted,
+            format!("the node{named} refused the runner pod ({r})"),
+        ),
+        _ => return None,
+    };
+    Some(failed(class, &head, pod_message))
+}
 
-    let job_deadline = job_failed
+fn execution_deadline(job: &JobInfo, pod: Option<&PodInfo>) -> Option<AttemptEnd> {
+    let job_deadline = job
+        .finished()
         .is_some_and(|c| c.type_ == "Failed" && c.reason.as_deref() == Some("DeadlineExceeded"));
     let pod_deadline = pod.is_some_and(|p| p.reason.as_deref() == Some("DeadlineExceeded"));
-    if job_deadline || pod_deadline {
-        return failed(
-            ExecutionDeadline,
+    (job_deadline || pod_deadline).then(|| {
+        failed(
+            FailureClass::ExecutionDeadline,
             "the runner ran longer than the task's execution timeout (spec.timeouts.execution)",
             None,
-        );
-    }
+        )
+    })
+}
 
-    let Some(pod) = pod else {
-        return failed(
-            Lost,
+/// Without its pod, nothing tells more; the rules after this one all read the pod.
+fn pod_lost(_: &JobInfo, pod: Option<&PodInfo>) -> Option<AttemptEnd> {
+    pod.is_none().then(|| {
+        failed(
+            FailureClass::Lost,
             "the runner pod disappeared before reporting how it ended",
             None,
-        );
-    };
+        )
+    })
+}
+
+fn out_of_memory(_: &JobInfo, pod: Option<&PodInfo>) -> Option<AttemptEnd> {
+    let pod = pod?;
     let container = &pod.container;
-    let node = on_node(pod);
-    let logs = container.terminated_message.as_deref();
-
-    if container.terminated_reason.as_deref() == Some("OOMKilled") {
-        return failed(
-            OomKilled,
+    (container.terminated_reason.as_deref() == Some("OOMKilled")).then(|| {
+        failed(
+            FailureClass::OomKilled,
             &format!(
-                "the runner ran out of memory{node} (OOMKilled): the pool's memory limit is too small for this media"
+                "the runner ran out of memory{} (OOMKilled): the pool's memory limit is too small for this media",
+                on_node(pod)
             ),
-            logs,
-        );
-    }
+            container.terminated_message.as_deref(),
+        )
+    })
+}
 
-    if let Some(code) = container.exit_code.filter(|&c| c != exit_code::SUCCESS) {
-        let (class, what) = if exit_code::is_invalid_input(code) {
-            let what = if code == exit_code::USAGE {
-                " (invalid request)"
-            } else {
-                " (invalid input)"
-            };
-            (InvalidInput, what.to_owned())
-        } else if code == exit_code::TRANSIENT {
-            (Transient, " (temporary failure)".to_owned())
-        } else if (129..=192).contains(&code) {
-            (Transient, format!(" (killed by signal {})", code - 128))
+/// The runner's exit code: its contract (`esup_api::runner::exit_code`), or a signal.
+fn runner_exit_code(_: &JobInfo, pod: Option<&PodInfo>) -> Option<AttemptEnd> {
+    use FailureClass::*;
+    let container = &pod?.container;
+    let code = container.exit_code.filter(|&c| c != exit_code::SUCCESS)?;
+    let (class, what) = if exit_code::is_invalid_input(code) {
+        let what = if code == exit_code::USAGE {
+            " (invalid request)"
         } else {
-            match container.terminated_reason.as_deref() {
-                Some(r) if r != "Error" && r != "Completed" => (Transient, format!(" ({r})")),
-                _ => (Transient, String::new()),
-            }
+            " (invalid input)"
         };
-        return failed(
-            class,
-            &format!("runner exited with code {code}{what}"),
-            logs,
-        );
-    }
+        (InvalidInput, what.to_owned())
+    } else if code == exit_code::TRANSIENT {
+        (Transient, " (temporary failure)".to_owned())
+    } else if (129..=192).contains(&code) {
+        (Transient, format!(" (killed by signal {})", code - 128))
+    } else {
+        match container.terminated_reason.as_deref() {
+            Some(r) if r != "Error" && r != "Completed" => (Transient, format!(" ({r})")),
+            _ => (Transient, String::new()),
+        }
+    };
+    Some(failed(
+        class,
+        &format!("runner exited with code {code}{what}"),
+        container.terminated_message.as_deref(),
+    ))
+}
 
-    if let Some(waiting) = container
+fn image_pull_failed(_: &JobInfo, pod: Option<&PodInfo>) -> Option<AttemptEnd> {
+    let container = &pod?.container;
+    let waiting = container
         .waiting_reason
         .as_deref()
-        .filter(|r| is_image_pull_error(r))
-    {
-        return failed(
-            ImagePull,
-            &format!("cannot pull the runner image ({waiting})"),
-            container.waiting_message.as_deref(),
-        );
-    }
+        .filter(|r| is_image_pull_error(r))?;
+    Some(failed(
+        FailureClass::ImagePull,
+        &format!("cannot pull the runner image ({waiting})"),
+        container.waiting_message.as_deref(),
+    ))
+}
 
-    let (why, detail) = job_failed.map_or(("ended", None), |c| {
+/// When no rule applies: what the Job's own failure condition says.
+fn job_failed(job: &JobInfo) -> AttemptEnd {
+    let (why, detail) = job.finished().map_or(("ended", None), |c| {
         (
             c.reason.as_deref().unwrap_or("failed"),
             c.message.as_deref(),
         )
     });
     failed(
-        Transient,
+        FailureClass::Transient,
         &format!("the runner's Job failed ({why})"),
         detail,
     )

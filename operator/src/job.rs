@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use esup_api::TaskType;
-use esup_api::runner::env;
+use esup_api::runner::{RunnerArgs, TaskCallbacks, env};
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{
     Affinity, Capabilities, Container, EmptyDirVolumeSource, EnvVar, EnvVarSource, NodeAffinity,
@@ -15,16 +15,13 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
-use sha2::{Digest, Sha256};
 
-use crate::model::{Pool, Task, TaskSpec, labels};
+use esup_api::labels::{self, is_label_value};
+use esup_api::runner::CALLBACK_TOKEN_KEY;
 
-/// Key of the token in the callback Secret.
-pub const CALLBACK_TOKEN_KEY: &str = "token";
-/// Node label that NVIDIA GPU feature discovery sets to the GPU model.
-pub const GPU_PRODUCT_LABEL: &str = "nvidia.com/gpu.product";
-/// Well-known node label holding the node name, for avoiding nodes that failed.
-pub const HOSTNAME_LABEL: &str = "kubernetes.io/hostname";
+use esup_api::task::TaskSpec;
+
+use crate::model::{Pool, Task};
 
 const CONTAINER_NAME: &str = crate::model::RUNNER_CONTAINER;
 const SCRATCH_VOLUME: &str = "scratch";
@@ -38,10 +35,6 @@ pub const MODELS_PATH: &str = "/models";
 /// The distroless "nonroot" user: the runner image needs no other identity.
 const RUNNER_ID: i64 = 65532;
 const TERMINATION_GRACE_SECONDS: i64 = 30;
-const MAX_LABEL_LEN: usize = 63;
-/// Hex digits of sha256(uid) in shortened names: enough to tell apart tasks whose names
-/// shorten alike within one namespace.
-const HASH_LEN: usize = 8;
 
 /// Operator settings that shape every Job.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -75,85 +68,6 @@ pub struct Launch<'a> {
     pub launch: u32,
     /// Nodes where earlier attempts failed: avoided when possible, never required.
     pub avoid_nodes: &'a [String],
-}
-
-/// Name of the task's `launch`-th Job.
-pub fn job_name(task: &Task, launch: u32) -> String {
-    object_name(task, &launch.to_string())
-}
-
-/// Name of the callback Secret of the task's `launch`-th Job. One per launch, so that a
-/// token fences its own attempt: the webhook refuses the reports of any launch but the
-/// latest (`esup_api::runner::fence`).
-pub fn callback_secret_name(task: &Task, launch: u32) -> String {
-    object_name(task, &format!("cb{launch}"))
-}
-
-/// Name of the one callback Secret per task that releases before per-launch tokens created.
-/// Never created any more; the webhook still accepts its token for the task's current launch,
-/// so a runner that was running across the upgrade can deliver.
-pub fn legacy_callback_secret_name(task: &Task) -> String {
-    object_name(task, "cb")
-}
-
-/// `{prefix}-{name}-{suffix}` when that is a DNS-1123 label (Job names must be, since the
-/// Job controller copies them into a pod label); otherwise a shortened, sanitised name made
-/// unique again by a hash of the uid. Plain names are injective (the suffix has no dash),
-/// and a shortened one could only clash with a task deliberately named after another's uid.
-fn object_name(task: &Task, suffix: &str) -> String {
-    let prefix = task.key.kind.job_prefix();
-    let plain = format!("{prefix}-{}-{suffix}", task.key.name);
-    if is_dns_label(&plain) {
-        return plain;
-    }
-    let hash = uid_hash(&task.uid);
-    let budget = MAX_LABEL_LEN.saturating_sub(prefix.len() + hash.len() + suffix.len() + 3);
-    let name = sanitise(&task.key.name, budget);
-    if name.is_empty() {
-        format!("{prefix}-{hash}-{suffix}")
-    } else {
-        format!("{prefix}-{name}-{hash}-{suffix}")
-    }
-}
-
-fn uid_hash(uid: &str) -> String {
-    let digest = Sha256::digest(uid.as_bytes());
-    let mut hex = esup_api::lower_hex(&digest);
-    hex.truncate(HASH_LEN);
-    hex
-}
-
-/// Lower-case alphanumerics with single inner dashes, at most `max` bytes.
-fn sanitise(name: &str, max: usize) -> String {
-    let mut out = String::with_capacity(name.len().min(max));
-    for c in name.chars() {
-        let c = c.to_ascii_lowercase();
-        if c.is_ascii_lowercase() || c.is_ascii_digit() {
-            out.push(c);
-        } else if !out.is_empty() && !out.ends_with('-') {
-            out.push('-');
-        }
-    }
-    out.truncate(max);
-    out.trim_end_matches('-').to_owned()
-}
-
-fn is_dns_label(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= MAX_LABEL_LEN
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !s.starts_with('-')
-        && !s.ends_with('-')
-}
-
-fn is_label_value(s: &str) -> bool {
-    let edge_ok = |b: Option<u8>| b.is_none_or(|b| b.is_ascii_alphanumeric());
-    s.len() <= MAX_LABEL_LEN
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-        && edge_ok(s.bytes().next())
-        && edge_ok(s.bytes().last())
 }
 
 /// Makes the task own what is created for it, so that deleting the task deletes its Jobs
@@ -212,7 +126,7 @@ pub fn callback_secret(task: &Task, launch: u32, secret: &str) -> Secret {
     labels.insert(labels::LAUNCH.to_owned(), launch.to_string());
     Secret {
         metadata: ObjectMeta {
-            name: Some(callback_secret_name(task, launch)),
+            name: Some(task.identity().callback_secret_name(launch)),
             namespace: Some(task.key.namespace.clone()),
             labels: Some(labels),
             owner_references: Some(vec![owner_reference(task)]),
@@ -224,15 +138,6 @@ pub fn callback_secret(task: &Task, launch: u32, secret: &str) -> Secret {
             esup_api::runner::callback_token(launch, secret),
         )])),
         ..Secret::default()
-    }
-}
-
-/// The runner's subcommand for a task type.
-fn subcommand(task_type: TaskType) -> &'static str {
-    match task_type {
-        TaskType::Encoding => "encode",
-        TaskType::Studio => "studio",
-        TaskType::Transcription => "transcribe",
     }
 }
 
@@ -256,17 +161,6 @@ fn deadline_seconds(execution: kube::core::Duration) -> i64 {
     i64::try_from(secs).unwrap_or(i64::MAX).max(1)
 }
 
-/// The task's callback base on the webhook.
-fn callback_url(task: &Task, config: &RunnerConfig) -> String {
-    format!(
-        "{}/runner/v1/{}/{}/{}",
-        config.callback_base_url.trim_end_matches('/'),
-        task.key.kind.plural(),
-        task.key.namespace,
-        task.key.name
-    )
-}
-
 fn plain_env(name: &str, value: impl Into<String>) -> EnvVar {
     EnvVar {
         name: name.to_owned(),
@@ -284,13 +178,22 @@ fn runner_env(launch: &Launch<'_>, config: &RunnerConfig) -> Vec<EnvVar> {
         plain_env(env::TASK_UID, task.uid.clone()),
         plain_env(env::LAUNCH, launch.launch.to_string()),
         plain_env(env::POOL, launch.pool.name.clone()),
-        plain_env(env::CALLBACK_URL, callback_url(task, config)),
+        plain_env(
+            env::CALLBACK_URL,
+            TaskCallbacks::new(
+                &config.callback_base_url,
+                task.key.kind,
+                &task.key.namespace,
+                &task.key.name,
+            )
+            .base(),
+        ),
         EnvVar {
             name: env::CALLBACK_TOKEN.to_owned(),
             value: None,
             value_from: Some(EnvVarSource {
                 secret_key_ref: Some(SecretKeySelector {
-                    name: callback_secret_name(task, launch.launch),
+                    name: task.identity().callback_secret_name(launch.launch),
                     key: CALLBACK_TOKEN_KEY.to_owned(),
                     optional: None,
                 }),
@@ -348,7 +251,7 @@ fn affinity(launch: &Launch<'_>) -> Option<Affinity> {
     if !products.is_empty() {
         // Terms are ORed: the product must be required in each, or one term without it
         // would let the pod onto another GPU model.
-        let product = requirement(GPU_PRODUCT_LABEL, "In", products);
+        let product = requirement(labels::GPU_PRODUCT, "In", products);
         let node = affinity
             .node_affinity
             .get_or_insert_with(NodeAffinity::default);
@@ -378,7 +281,7 @@ fn affinity(launch: &Launch<'_>) -> Option<Affinity> {
                 weight: 100,
                 preference: NodeSelectorTerm {
                     match_expressions: Some(vec![requirement(
-                        HOSTNAME_LABEL,
+                        labels::HOSTNAME,
                         "NotIn",
                         launch.avoid_nodes,
                     )]),
@@ -403,17 +306,16 @@ fn runner_container(launch: &Launch<'_>, config: &RunnerConfig) -> Container {
         image_pull_policy: Some(config.image_pull_policy.clone()),
         // The runner's last log lines become the failure message when it writes none.
         termination_message_policy: Some("FallbackToLogsOnError".to_owned()),
-        args: Some(vec![
-            subcommand(task.task_type()).to_owned(),
-            "--source".to_owned(),
-            task.spec.source_url().to_owned(),
-            "--spec".to_owned(),
-            spec_json(&task.spec),
-            "--out".to_owned(),
-            format!("{SCRATCH_PATH}/out"),
-            "--work".to_owned(),
-            format!("{SCRATCH_PATH}/work"),
-        ]),
+        args: Some(
+            RunnerArgs {
+                task_type: task.task_type(),
+                source: task.spec.source_url().to_owned(),
+                spec_json: spec_json(&task.spec),
+                out: format!("{SCRATCH_PATH}/out"),
+                work: format!("{SCRATCH_PATH}/work"),
+            }
+            .to_args(),
+        ),
         env: Some(runner_env(launch, config)),
         resources: resources(launch.pool),
         security_context: Some(SecurityContext {
@@ -526,7 +428,7 @@ pub fn build_job(launch: &Launch<'_>, config: &RunnerConfig) -> Job {
     };
     Job {
         metadata: ObjectMeta {
-            name: Some(job_name(task, launch.launch)),
+            name: Some(task.identity().job_name(launch.launch)),
             namespace: Some(task.key.namespace.clone()),
             labels: Some(labels.clone()),
             owner_references: Some(vec![owner_reference(task)]),
@@ -552,7 +454,6 @@ pub fn build_job(launch: &Launch<'_>, config: &RunnerConfig) -> Job {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeSet;
 
     use esup_api::encoding::SourceKind;
     use esup_api::{EncodingTask, RunnerPool, TranscriptionTask};
@@ -579,7 +480,7 @@ mod tests {
     fn encoding_task(name: Option<&str>, uid: &str) -> Task {
         let mut task: EncodingTask = serde_yaml::from_str(ENCODING).unwrap();
         meta_for_test(&mut task.metadata, name, uid);
-        Task::from_encoding(&task).unwrap()
+        Task::from_resource(&task).unwrap()
     }
 
     fn media_encoding_task() -> Task {
@@ -587,13 +488,13 @@ mod tests {
         meta_for_test(&mut task.metadata, None, UID);
         task.spec.source.kind = SourceKind::Media;
         task.spec.studio = None;
-        Task::from_encoding(&task).unwrap()
+        Task::from_resource(&task).unwrap()
     }
 
     fn transcription_task() -> Task {
         let mut task: TranscriptionTask = serde_yaml::from_str(TRANSCRIPTION).unwrap();
         meta_for_test(&mut task.metadata, None, UID);
-        Task::from_transcription(&task).unwrap()
+        Task::from_resource(&task).unwrap()
     }
 
     /// The full pool fixture: an L4 GPU pool.
@@ -751,7 +652,7 @@ mod tests {
         let products: &[&str] = &["NVIDIA-L4"];
         let zone = ("topology.kubernetes.io/zone", "In", &["a"] as &[&str]);
         let arch = ("kubernetes.io/arch", "In", &["amd64"] as &[&str]);
-        let product = (GPU_PRODUCT_LABEL, "In", products);
+        let product = (labels::GPU_PRODUCT, "In", products);
         let required = |terms: Vec<NodeSelectorTerm>| Affinity {
             node_affinity: Some(NodeAffinity {
                 required_during_scheduling_ignored_during_execution: Some(NodeSelector {
@@ -819,7 +720,7 @@ mod tests {
                 node.preferred_during_scheduling_ignored_during_execution,
                 Some(vec![PreferredSchedulingTerm {
                     weight: 100,
-                    preference: term(&[(HOSTNAME_LABEL, "NotIn", &["node-a", "node-b"])]),
+                    preference: term(&[(labels::HOSTNAME, "NotIn", &["node-a", "node-b"])]),
                 }])
             );
             let required = node
@@ -827,7 +728,7 @@ mod tests {
                 .iter()
                 .flat_map(|r| &r.node_selector_terms)
                 .flat_map(|t| t.match_expressions.iter().flatten())
-                .any(|e| e.key == HOSTNAME_LABEL);
+                .any(|e| e.key == labels::HOSTNAME);
             assert!(!required, "{}", pool.name);
         }
     }
@@ -879,63 +780,6 @@ mod tests {
     }
 
     #[test]
-    fn names_are_valid_unique_and_stable() {
-        let long = "a".repeat(253);
-        let dotted = "video.1234.lecture";
-        let long_dotted = format!("{}.{}", "b".repeat(120), "c".repeat(120));
-        let uuid = "2f53b18a-1c09-4cdb-b31d-6a68f3e6a761";
-        // (name, uid, launch, expected name when it is predictable)
-        let cases: Vec<(&str, &str, u32, Option<String>)> = vec![
-            (uuid, UID, 1, Some(format!("enc-{uuid}-1"))),
-            (uuid, UID, 12, Some(format!("enc-{uuid}-12"))),
-            ("x", UID, u32::MAX, Some(format!("enc-x-{}", u32::MAX))),
-            (dotted, UID, 1, None),
-            (long.as_str(), UID, 1, None),
-            (long.as_str(), "other-uid", 1, None),
-            (long.as_str(), UID, 2, None),
-            (long.as_str(), UID, u32::MAX, None),
-            (long_dotted.as_str(), UID, 3, None),
-            ("...", UID, 1, None),
-        ];
-        let mut seen = BTreeSet::new();
-        for (name, uid, launch, expected) in &cases {
-            let task = encoding_task(Some(name), uid);
-            let job = job_name(&task, *launch);
-            assert!(is_dns_label(&job), "{job:?} from {name:?}");
-            assert!(job.len() <= 63);
-            assert!(job.starts_with("enc-"), "{job}");
-            assert!(job.ends_with(&format!("-{launch}")), "{job}");
-            assert_eq!(job, job_name(&task, *launch), "stable");
-            if let Some(expected) = expected {
-                assert_eq!(&job, expected);
-            }
-            assert!(seen.insert(job.clone()), "{job} repeated");
-            let secret = callback_secret_name(&task, *launch);
-            assert!(
-                is_dns_label(&secret) && secret.ends_with(&format!("-cb{launch}")),
-                "{secret}"
-            );
-            assert!(seen.insert(secret.clone()), "{secret} repeated");
-        }
-        // A shortened name keeps the readable part and the hash.
-        let task = encoding_task(Some(dotted), UID);
-        assert_eq!(
-            job_name(&task, 1),
-            format!("enc-video-1234-lecture-{}-1", uid_hash(UID))
-        );
-        assert_eq!(uid_hash(UID).len(), 8);
-        assert_eq!(
-            callback_secret_name(&task, 2),
-            format!("enc-video-1234-lecture-{}-cb2", uid_hash(UID))
-        );
-        let task = transcription_task();
-        assert_eq!(
-            job_name(&task, 3),
-            "trans-9a1c5e2e-0d7b-4f0e-9d43-0f6f7b2a1c11-3"
-        );
-    }
-
-    #[test]
     fn labels_on_job_and_pod() {
         let task = media_encoding_task();
         let job = build(&task, &gpu_pool(), 3, &[]);
@@ -960,7 +804,7 @@ mod tests {
         );
         assert_eq!(
             job.metadata.name.as_deref(),
-            Some(job_name(&task, 3).as_str())
+            Some(task.identity().job_name(3).as_str())
         );
         assert_eq!(job.metadata.namespace.as_deref(), Some("pod-univ-x"));
         assert_eq!(env_value(&job, env::LAUNCH).value.as_deref(), Some("3"));
@@ -1155,10 +999,10 @@ mod tests {
             .and_then(|v| v.secret_key_ref.as_ref())
             .unwrap();
         // Each launch reads its own Secret.
-        assert_eq!(selector.name, callback_secret_name(&task, 2));
+        assert_eq!(selector.name, task.identity().callback_secret_name(2));
         assert_ne!(
-            callback_secret_name(&task, 1),
-            callback_secret_name(&task, 2)
+            task.identity().callback_secret_name(1),
+            task.identity().callback_secret_name(2)
         );
         assert_eq!(selector.key, "token");
         for (var, value) in [
@@ -1173,7 +1017,10 @@ mod tests {
         }
 
         let secret = callback_secret(&task, 2, "s3cr3t");
-        assert_eq!(secret.metadata.name, Some(callback_secret_name(&task, 2)));
+        assert_eq!(
+            secret.metadata.name,
+            Some(task.identity().callback_secret_name(2))
+        );
         assert_eq!(secret.metadata.namespace.as_deref(), Some(ns));
         assert_eq!(secret.type_.as_deref(), Some("Opaque"));
         assert_eq!(
@@ -1245,26 +1092,5 @@ mod tests {
                 ["--out", "/scratch/out", "--work", "/scratch/work"]
             );
         }
-    }
-
-    #[test]
-    fn name_checks() {
-        for (s, label, value) in [
-            ("enc-a-1", true, true),
-            ("a", true, true),
-            ("", false, true),
-            ("-a", false, false),
-            ("a-", false, false),
-            ("a.b", false, true),
-            ("A_b", false, true),
-            ("a".repeat(63).as_str(), true, true),
-            ("a".repeat(64).as_str(), false, false),
-        ] {
-            assert_eq!(is_dns_label(s), label, "{s:?}");
-            assert_eq!(is_label_value(s), value, "{s:?}");
-        }
-        assert_eq!(sanitise("Video..1234--x.", 63), "video-1234-x");
-        assert_eq!(sanitise("abc.def", 4), "abc");
-        assert_eq!(sanitise("...", 10), "");
     }
 }

@@ -5,141 +5,13 @@
 
 use std::collections::BTreeMap;
 
-use esup_api::{
-    EncodingTask, EncodingTaskSpec, RunnerPool, RunnerPoolSpec, RunnerPoolStatus, TaskCommon,
-    TaskStatus, TaskType, TranscriptionTask, TranscriptionTaskSpec,
-};
+use esup_api::labels;
+use esup_api::task::{TaskIdentity, TaskKey, TaskKind, TaskResource, TaskSpec};
+use esup_api::{RunnerPool, RunnerPoolSpec, RunnerPoolStatus, TaskCommon, TaskStatus, TaskType};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
-
-/// Label and annotation keys the operator puts on what it creates.
-pub mod labels {
-    pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
-    pub const MANAGED_BY_VALUE: &str = "esup-operator";
-    pub const NAME: &str = "app.kubernetes.io/name";
-    pub const NAME_VALUE: &str = "esup-runner";
-    pub const TASK_UID: &str = "runner.esup-portail.org/task-uid";
-    pub const TASK_NAME: &str = "runner.esup-portail.org/task-name";
-    pub const TASK_KIND: &str = "runner.esup-portail.org/task-kind";
-    pub const POOL: &str = "runner.esup-portail.org/pool";
-    pub const LAUNCH: &str = "runner.esup-portail.org/launch";
-    pub const TENANT: &str = "runner.esup-portail.org/tenant";
-    /// Selector of everything the operator launched.
-    pub const SELECTOR: &str = "app.kubernetes.io/managed-by=esup-operator";
-    /// Marks the NetworkPolicy that confines runner pods in a namespace (the chart's
-    /// `esup-runner` policy). With `--require-runner-network-policy`, tasks of a namespace
-    /// without one are not launched.
-    pub const RUNNER_POLICY: &str = "runner.esup-portail.org/runner-policy";
-    pub const RUNNER_POLICY_SELECTOR: &str = "runner.esup-portail.org/runner-policy=true";
-}
-
-/// The two namespaced task kinds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum TaskKind {
-    Encoding,
-    Transcription,
-}
-
-impl TaskKind {
-    pub const fn kind_name(self) -> &'static str {
-        match self {
-            Self::Encoding => "EncodingTask",
-            Self::Transcription => "TranscriptionTask",
-        }
-    }
-
-    /// Short prefix of Job names ("enc-…", "trans-…"), as the kinds' short names.
-    pub const fn job_prefix(self) -> &'static str {
-        match self {
-            Self::Encoding => "enc",
-            Self::Transcription => "trans",
-        }
-    }
-
-    /// The resource's plural, as in its API path.
-    pub const fn plural(self) -> &'static str {
-        match self {
-            Self::Encoding => "encodingtasks",
-            Self::Transcription => "transcriptiontasks",
-        }
-    }
-
-    pub fn from_kind_name(kind: &str) -> Option<Self> {
-        match kind {
-            "EncodingTask" => Some(Self::Encoding),
-            "TranscriptionTask" => Some(Self::Transcription),
-            _ => None,
-        }
-    }
-}
-
-/// Identifies a task across kinds.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct TaskKey {
-    pub kind: TaskKind,
-    pub namespace: String,
-    pub name: String,
-}
-
-impl std::fmt::Display for TaskKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{}/{}/{}",
-            self.kind.kind_name(),
-            self.namespace,
-            self.name
-        )
-    }
-}
-
-/// The spec of either kind, kept whole: the Job builder hands it to the runner.
-#[derive(Clone, Debug, PartialEq)]
-pub enum TaskSpec {
-    Encoding(EncodingTaskSpec),
-    Transcription(TranscriptionTaskSpec),
-}
-
-impl TaskSpec {
-    pub fn common(&self) -> &TaskCommon {
-        match self {
-            Self::Encoding(spec) => &spec.common,
-            Self::Transcription(spec) => &spec.common,
-        }
-    }
-
-    pub fn task_type(&self) -> TaskType {
-        match self {
-            Self::Encoding(spec) => spec.task_type(),
-            Self::Transcription(_) => TaskType::Transcription,
-        }
-    }
-
-    /// The URL the runner downloads.
-    pub fn source_url(&self) -> &str {
-        match self {
-            Self::Encoding(spec) => &spec.source.url,
-            Self::Transcription(spec) => &spec.source.url,
-        }
-    }
-
-    /// Media duration known before the runner probes it, for ETAs.
-    pub fn declared_media_seconds(&self) -> Option<f64> {
-        match self {
-            Self::Encoding(spec) => spec.cut.as_ref().map(|cut| {
-                let end = cut.end.as_secs_f64();
-                let end = cut
-                    .initial_duration
-                    .as_ref()
-                    .map_or(end, |d| end.min(d.as_secs_f64()));
-                (end - cut.start.as_secs_f64()).max(0.0)
-            }),
-            Self::Transcription(spec) => spec.duration_seconds,
-        }
-    }
-}
 
 /// A task as the scheduler sees it.
 #[derive(Clone, Debug, PartialEq)]
@@ -151,16 +23,25 @@ pub struct Task {
     pub created: Timestamp,
     /// Set once the task is being deleted: nothing new is launched for it.
     pub deleting: bool,
-    /// Someone asked to cancel it (`esup_api::STOP_ANNOTATION`, Esup-Pod's `/task/stop`).
+    /// Someone asked to cancel it (`esup_api::labels::STOP_ANNOTATION`, Esup-Pod's `/task/stop`).
     pub cancel_requested: bool,
     /// Accepted with invalid parameters: the message it fails with
-    /// (`esup_api::INVALID_PARAMETERS_ANNOTATION`).
+    /// (`esup_api::labels::INVALID_PARAMETERS_ANNOTATION`).
     pub invalid_parameters: Option<String>,
     pub spec: TaskSpec,
     pub status: TaskStatus,
 }
 
 impl Task {
+    /// What the names of its Jobs and callback Secrets derive from.
+    pub fn identity(&self) -> TaskIdentity<'_> {
+        TaskIdentity {
+            kind: self.key.kind,
+            name: &self.key.name,
+            uid: &self.uid,
+        }
+    }
+
     pub fn common(&self) -> &TaskCommon {
         self.spec.common()
     }
@@ -182,22 +63,9 @@ impl Task {
             .or_else(|| self.spec.declared_media_seconds())
     }
 
-    pub fn from_encoding(task: &EncodingTask) -> Option<Self> {
-        Self::build(
-            TaskKind::Encoding,
-            task,
-            TaskSpec::Encoding(task.spec.clone()),
-            task.status.clone(),
-        )
-    }
-
-    pub fn from_transcription(task: &TranscriptionTask) -> Option<Self> {
-        Self::build(
-            TaskKind::Transcription,
-            task,
-            TaskSpec::Transcription(task.spec.clone()),
-            task.status.clone(),
-        )
+    /// The scheduler's view of a task of either kind.
+    pub fn from_resource<K: TaskResource>(task: &K) -> Option<Self> {
+        Self::build(K::KIND, task, task.task_spec(), task.task_status().cloned())
     }
 
     fn build<K: ResourceExt>(
@@ -224,11 +92,11 @@ impl Task {
             cancel_requested: meta
                 .annotations
                 .as_ref()
-                .is_some_and(|a| a.contains_key(esup_api::STOP_ANNOTATION)),
+                .is_some_and(|a| a.contains_key(esup_api::labels::STOP_ANNOTATION)),
             invalid_parameters: meta
                 .annotations
                 .as_ref()
-                .and_then(|a| a.get(esup_api::INVALID_PARAMETERS_ANNOTATION))
+                .and_then(|a| a.get(esup_api::labels::INVALID_PARAMETERS_ANNOTATION))
                 .cloned(),
             spec,
             status: status.unwrap_or_default(),

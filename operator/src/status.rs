@@ -1,9 +1,9 @@
 //! Task status as the operator owns it: phase, conditions with stable transition times, and
 //! the split between the fields it writes and those the webhook writes.
 
-use esup_api::conditions::{reason, task as cond};
+use esup_api::conditions::{reason, set_condition, task as cond};
 use esup_api::{TaskPhase, TaskStatus};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use k8s_openapi::jiff::Timestamp;
 
 /// Condition types the operator owns; `Notified` belongs to the webhook.
@@ -15,49 +15,6 @@ pub const OWNED_CONDITIONS: [&str; 6] = [
     cond::FAILED,
     cond::TIMED_OUT,
 ];
-
-/// Sets a condition, keeping its `lastTransitionTime` unless its status flips, so that
-/// `kubectl wait` and alerts see real transitions only.
-pub fn set_condition(
-    conditions: &mut Vec<Condition>,
-    type_: &str,
-    status: bool,
-    reason: &str,
-    message: &str,
-    now: Timestamp,
-    generation: Option<i64>,
-) {
-    let status = if status { "True" } else { "False" };
-    let transition = conditions
-        .iter()
-        .find(|c| c.type_ == type_ && c.status == status)
-        .map_or(Time(now), |c| c.last_transition_time.clone());
-    conditions.retain(|c| c.type_ != type_);
-    conditions.push(Condition {
-        type_: type_.to_owned(),
-        status: status.to_owned(),
-        reason: reason.to_owned(),
-        message: message.to_owned(),
-        last_transition_time: transition,
-        observed_generation: generation,
-    });
-    conditions.sort_by_key(|c| condition_rank(&c.type_));
-}
-
-fn condition_rank(type_: &str) -> usize {
-    OWNED_CONDITIONS
-        .iter()
-        .position(|t| *t == type_)
-        .unwrap_or(OWNED_CONDITIONS.len())
-}
-
-pub fn condition<'a>(status: &'a TaskStatus, type_: &str) -> Option<&'a Condition> {
-    status.conditions.iter().find(|c| c.type_ == type_)
-}
-
-pub fn is_true(status: &TaskStatus, type_: &str) -> bool {
-    condition(status, type_).is_some_and(|c| c.status == "True")
-}
 
 /// Puts the task in `phase`, with the conditions that phase implies. `reason` and `message`
 /// describe the phase's own condition (Queued, Admitted, Running or the terminal one).
@@ -184,7 +141,8 @@ pub fn owned_equal(a: &TaskStatus, b: &TaskStatus, ignore_queue: bool) -> bool {
 /// When the current queueing episode began: the Queued condition's last transition to True
 /// (a retry starts a new episode), else the first time the task was queued.
 pub fn queued_since(status: &TaskStatus) -> Option<Timestamp> {
-    condition(status, cond::QUEUED)
+    status
+        .condition(cond::QUEUED)
         .filter(|c| c.status == "True")
         .map(|c| c.last_transition_time.0)
         .or_else(|| status.queued_time.as_ref().map(|t| t.0))
@@ -192,6 +150,8 @@ pub fn queued_since(status: &TaskStatus) -> Option<Timestamp> {
 
 #[cfg(test)]
 mod tests {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
     use super::*;
 
     fn ts(s: i64) -> Timestamp {
@@ -217,7 +177,7 @@ mod tests {
             ts(20),
             Some(1),
         );
-        let queued = condition(&status, cond::QUEUED).unwrap();
+        let queued = status.condition(cond::QUEUED).unwrap();
         assert_eq!(queued.last_transition_time.0, ts(10));
         assert_eq!(queued.reason, "TenantCapReached");
         enter_phase(
@@ -229,7 +189,8 @@ mod tests {
             Some(1),
         );
         assert_eq!(
-            condition(&status, cond::QUEUED)
+            status
+                .condition(cond::QUEUED)
                 .unwrap()
                 .last_transition_time
                 .0,
@@ -275,7 +236,7 @@ mod tests {
                 .filter(|t| [cond::SUCCEEDED, cond::FAILED, cond::TIMED_OUT].contains(t))
                 .collect();
             assert_eq!(terminal, [type_]);
-            assert!(!is_true(&status, cond::RUNNING));
+            assert!(!status.is_true(cond::RUNNING));
         }
     }
 
@@ -347,7 +308,7 @@ mod tests {
         });
         let owned = operator_owned(&status);
         assert!(owned.result.is_none());
-        assert!(condition(&owned, cond::NOTIFIED).is_none());
-        assert!(is_true(&owned, cond::SUCCEEDED));
+        assert!(owned.condition(cond::NOTIFIED).is_none());
+        assert!(owned.is_true(cond::SUCCEEDED));
     }
 }

@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use esup_api::runner::env;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -72,16 +73,19 @@ pub struct TaskArgs {
     #[arg(long)]
     pub params: Option<String>,
     /// Webhook base URL of this task's callbacks; unset: local only.
-    #[arg(long, env = "ESUP_CALLBACK_URL", hide_env_values = true)]
+    #[arg(long, env = env::CALLBACK_URL, hide_env_values = true)]
     pub callback_url: Option<String>,
     /// Bearer token of the callbacks.
     #[arg(
         long,
-        env = "ESUP_CALLBACK_TOKEN",
+        env = env::CALLBACK_TOKEN,
         hide_env_values = true,
         default_value = ""
     )]
     pub callback_token: String,
+    /// Which task and attempt this run is, as the operator sets it: for the logs.
+    #[command(flatten)]
+    pub launch: LaunchInfo,
     /// Largest source accepted, in bytes.
     #[arg(long, env = "ESUP_MAX_SOURCE_BYTES", default_value_t = 20 * 1024 * 1024 * 1024)]
     pub max_source_bytes: u64,
@@ -112,6 +116,25 @@ pub struct TaskArgs {
     pub private_networks: Vec<esup_api::url_policy::IpNet>,
 }
 
+/// The task and attempt a run belongs to, from the environment the operator sets on runner
+/// containers (`esup_api::runner::env`); each run logs them once, so that a runner's log
+/// names its task. Unset when run by hand.
+#[derive(Args, Debug, Clone, Default)]
+pub struct LaunchInfo {
+    #[arg(long = "task-kind", env = env::TASK_KIND, hide = true)]
+    pub kind: Option<String>,
+    #[arg(long = "task-namespace", env = env::TASK_NAMESPACE, hide = true)]
+    pub namespace: Option<String>,
+    #[arg(long = "task-name", env = env::TASK_NAME, hide = true)]
+    pub name: Option<String>,
+    #[arg(long = "task-uid", env = env::TASK_UID, hide = true)]
+    pub uid: Option<String>,
+    #[arg(long = "launch", env = env::LAUNCH, hide = true)]
+    pub launch: Option<u32>,
+    #[arg(long = "pool", env = env::POOL, hide = true)]
+    pub pool: Option<String>,
+}
+
 impl TaskArgs {
     /// The URL policy of this run's fetches.
     pub fn url_policy(&self) -> esup_api::url_policy::UrlPolicy {
@@ -125,6 +148,48 @@ impl TaskArgs {
             allowed_hosts: non_empty(&self.allowed_hosts),
             private_hosts: non_empty(&self.private_hosts),
             private_networks: self.private_networks.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+    use esup_api::TaskType;
+    use esup_api::runner::RunnerArgs;
+
+    use super::{Cli, Command};
+
+    /// The operator renders the runner's command line from `esup_api::runner::RunnerArgs`:
+    /// this parser must take what it renders, for every task type.
+    #[test]
+    fn the_operators_command_line_parses() {
+        for task_type in [
+            TaskType::Encoding,
+            TaskType::Studio,
+            TaskType::Transcription,
+        ] {
+            let args = RunnerArgs {
+                task_type,
+                source: "https://pod.example/media/a.mp4".into(),
+                spec_json: "{\"k\": 1}".into(),
+                out: "/scratch/out".into(),
+                work: "/scratch/work".into(),
+            };
+            let cli = Cli::try_parse_from(
+                std::iter::once("esup-runner".to_owned()).chain(args.to_args()),
+            )
+            .unwrap_or_else(|e| panic!("{task_type:?}: {e}"));
+            let (task, parsed_type) = match &cli.command {
+                Command::Encode(t) => (t, TaskType::Encoding),
+                Command::Studio(t) => (t, TaskType::Studio),
+                Command::Transcribe(t) => (&t.task, TaskType::Transcription),
+            };
+            assert_eq!(parsed_type, task_type);
+            assert_eq!(task.source, args.source);
+            assert_eq!(task.spec.as_deref(), Some(args.spec_json.as_str()));
+            assert_eq!(task.out, std::path::PathBuf::from(&args.out));
+            assert_eq!(task.work, Some(std::path::PathBuf::from(&args.work)));
         }
     }
 }

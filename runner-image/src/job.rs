@@ -4,12 +4,20 @@
 
 use esup_api::common::{SecretKeyRef, TaskPriority};
 use esup_api::encoding::{Dressing, EncodingTaskSpec, StudioOptions};
-use esup_api::params::{SpecContext, TaskSpecFromRequest, to_spec};
+use esup_api::params::{SpecContext, to_spec};
+use esup_api::task::TaskSpec;
 use esup_api::wire::TaskRequest;
 
 use crate::error::RunnerError;
-use crate::info::VideoIds;
 use crate::ladder::{Rung, ladder};
+
+/// Esup-Pod's video identification, echoed.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct VideoIds {
+    pub id: Option<String>,
+    pub slug: Option<String>,
+    pub title: Option<String>,
+}
 
 /// A resolved encoding job.
 #[derive(Clone, Debug, PartialEq)]
@@ -57,10 +65,8 @@ pub fn from_spec_json(json: &str) -> Result<Job, RunnerError> {
 pub fn from_params_json(json: &str, source: &str, studio: bool) -> Result<Job, RunnerError> {
     let task_type = if studio { "studio" } else { "encoding" };
     match spec_from_params(json, source, task_type)? {
-        TaskSpecFromRequest::Encoding(spec) => Ok(Job::from_spec(&spec)),
-        TaskSpecFromRequest::Transcription(_) => {
-            Err(RunnerError::Usage("not an encoding task".into()))
-        }
+        TaskSpec::Encoding(spec) => Ok(Job::from_spec(&spec)),
+        TaskSpec::Transcription(_) => Err(RunnerError::Usage("not an encoding task".into())),
     }
 }
 
@@ -70,7 +76,7 @@ pub fn spec_from_params(
     json: &str,
     source: &str,
     task_type: &str,
-) -> Result<TaskSpecFromRequest, RunnerError> {
+) -> Result<TaskSpec, RunnerError> {
     let parameters: serde_json::Map<String, serde_json::Value> = serde_json::from_str(json)
         .map_err(|e| RunnerError::Usage(format!("invalid --params (a JSON object): {e}")))?;
     // The webhook only accepts http(s) URLs; a local file stands for one here.

@@ -1,36 +1,31 @@
 //! esup-runner: Esup-Pod's encoding in one libav pass, its transcription (esup-transcribe), and
 //! their delivery to the webhook.
-//! Pure parts (ladder, naming, timeline, media checks, info JSON, job, dressing, studio,
-//! mediapackage) are separate from the libav side (probe, graph, encode, mux, pictures,
-//! pipeline, render, dress, mix) and from I/O (download, assets, deliver).
+//!
+//! In the order a task runs: `run` dispatches the subcommand once; `task` is the lifecycle
+//! every task shares (work dir, source fetch, progress, report, delivery, the failure's
+//! completion); `io` moves bytes (download, dressing and studio assets, delivery); `hardware`
+//! says which GPU codecs to try; `studio` and `dressing` each pair a pure plan with its libav
+//! rendering of an intermediate; `encode` is the one pass (its orchestration, the per-stream
+//! pipeline, the ladder and `info_video.json`); `transcription` is the Whisper task; `verify`
+//! checks the outputs before delivery. `libav` holds the libav pieces they share (probe,
+//! graphs, encoders, muxers, pictures, the intermediate renderer). The rest is pure data and
+//! names (`job`, `media`, `timeline`, `naming`, `error`).
 
-pub mod assets;
 pub mod cli;
-pub mod deliver;
-pub mod download;
-pub mod dress;
 pub mod dressing;
 pub mod encode;
 pub mod error;
-pub mod gpu;
-pub mod graph;
 pub mod hardware;
-pub mod info;
+pub mod io;
 pub mod job;
 pub mod ladder;
+pub mod libav;
 pub mod media;
-pub mod mediapackage;
-pub mod mix;
-pub mod mux;
 pub mod naming;
-pub mod nvdec;
-pub mod pictures;
-pub mod pipeline;
-pub mod probe;
-pub mod render;
 pub mod run;
 pub mod runner_build;
 pub mod studio;
+pub mod task;
 pub mod timeline;
 pub mod transcription;
 pub mod verify;

@@ -1,8 +1,8 @@
-//! `esup-runner`: see `cli` for the command line and `run` for what it does.
+//! `esup-runner`: see `cli` for the command line and `run` for what it does (the library's
+//! header maps its folders).
 
 use clap::Parser;
 use esup_runner::cli::{Cli, Command};
-use esup_runner::run::TaskKind;
 
 fn main() {
     tracing_subscriber::fmt()
@@ -26,16 +26,7 @@ fn main() {
             std::process::exit(esup_api::runner::exit_code::TRANSIENT);
         }
     };
-    let code = runtime.block_on(async {
-        match cli.command {
-            Command::Encode(args) => esup_runner::run::run(args, TaskKind::Encode).await,
-            Command::Studio(args) => esup_runner::run::run(args, TaskKind::Studio).await,
-            Command::Transcribe(args) => {
-                let models = esup_runner::transcription::model_paths(&args);
-                esup_runner::run::run(args.task, TaskKind::Transcribe(models)).await
-            }
-        }
-    });
+    let code = runtime.block_on(esup_runner::run::run(cli.command));
     std::process::exit(code);
 }
 
@@ -56,7 +47,7 @@ fn exec_better_build(force_cpu: bool) {
             return;
         }
     };
-    let gpu_found = !force_cpu && esup_runner::gpu::detect().is_ok();
+    let gpu_found = !force_cpu && esup_runner::hardware::detect::detect().is_ok();
     let Some((build, path)) = better_build(&current, gpu_found, cpu_has_x86_64_v4()) else {
         return;
     };

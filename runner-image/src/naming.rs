@@ -67,6 +67,7 @@ pub fn output_base(file_name: &str) -> String {
 }
 
 /// Names of every output of an encoding, for one base.
+#[derive(Clone, Copy, Debug)]
 pub struct Names<'a>(pub &'a str);
 
 impl Names<'_> {

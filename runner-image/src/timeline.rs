@@ -1,5 +1,6 @@
 //! Where in time things are taken: the cut window, thumbnail instants, the overview sprite's
-//! sampling and its WebVTT (protocol §3.1). Pure.
+//! sampling and its WebVTT (protocol §3.1); the frame rate and audio sample rate of the
+//! intermediates. Pure.
 
 /// The kept window of the source, in seconds from its start.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -81,6 +82,50 @@ pub fn overview_vtt(duration: f64, count: u32, sprite: &str) -> String {
         ));
     }
     out
+}
+
+/// Audio of the intermediates (the dressed file, the studio mix): 48 kHz, as the
+/// reference's `aformat`.
+pub const SAMPLE_RATE: u32 = 48_000;
+
+/// A frame rate as a fraction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rate {
+    pub num: u32,
+    pub den: u32,
+}
+
+impl Rate {
+    /// The main video's own rate when it is a plausible one (1 to 120 fps), else 25.
+    pub fn of_source(num: i32, den: i32) -> Self {
+        let fallback = Self { num: 25, den: 1 };
+        match (u32::try_from(num), u32::try_from(den)) {
+            (Ok(n), Ok(d)) if n > 0 && d > 0 => {
+                let fps = f64::from(n) / f64::from(d);
+                if (1.0..=120.0).contains(&fps) {
+                    Self { num: n, den: d }
+                } else {
+                    fallback
+                }
+            }
+            _ => fallback,
+        }
+    }
+
+    pub fn fps(self) -> f64 {
+        f64::from(self.num) / f64::from(self.den.max(1))
+    }
+
+    /// Frames that fill `seconds` (at least one).
+    pub fn frames(self, seconds: f64) -> u64 {
+        ((seconds.max(0.0) * self.fps()).round() as u64).max(1)
+    }
+}
+
+impl std::fmt::Display for Rate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.num, self.den)
+    }
 }
 
 #[cfg(test)]

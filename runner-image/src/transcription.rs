@@ -4,20 +4,24 @@
 
 use std::io::Write;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
-use esup_api::params::TaskSpecFromRequest;
 use esup_api::status::HardwareReport;
+use esup_api::task::TaskSpec;
 use esup_api::transcription::TranscriptionTaskSpec;
 use esup_transcribe::{ModelPaths, RunOptions, TranscribeError, TranscriptionParams};
 
 use crate::cli::{TaskArgs, TranscribeArgs};
-use crate::deliver::Callback;
 use crate::error::RunnerError;
+use crate::io::deliver::Callback;
+use crate::io::io_error;
 use crate::job::spec_from_params;
-use crate::naming::{ENCODING_LOG, INFO_JSON};
-use crate::run::{Fetched, Log, deliver, fetch_source, io_error, report};
+use crate::naming::INFO_JSON;
+use crate::task::fetch::{Fetched, fetch_source};
+use crate::task::progress::{Progress, run_blocking_with_progress};
+use crate::task::{Log, deliver};
+
+/// The one stage of the blocking work.
+const STAGES: [&str; 1] = ["transcribe"];
 
 /// Where this runner finds its models, from its flags.
 pub fn model_paths(args: &TranscribeArgs) -> ModelPaths {
@@ -37,10 +41,8 @@ fn spec(args: &TaskArgs) -> Result<TranscriptionTaskSpec, RunnerError> {
     }
     let params = args.params.as_deref().unwrap_or("{}");
     match spec_from_params(params, &args.source, "transcription")? {
-        TaskSpecFromRequest::Transcription(spec) => Ok(spec),
-        TaskSpecFromRequest::Encoding(_) => {
-            Err(RunnerError::Usage("not a transcription task".into()))
-        }
+        TaskSpec::Transcription(spec) => Ok(spec),
+        TaskSpec::Encoding(_) => Err(RunnerError::Usage("not a transcription task".into())),
     }
 }
 
@@ -74,7 +76,7 @@ pub async fn execute(
     let gpu = if args.force_cpu {
         Err("forced to the CPU".to_owned())
     } else {
-        crate::gpu::detect()
+        crate::hardware::detect::detect()
     };
     match &gpu {
         Ok(g) => writeln!(log, "GPU: {}", g.name),
@@ -95,25 +97,22 @@ pub async fn execute(
     };
 
     // Whisper is CPU-bound: off the async threads, progress through an atomic.
-    let percent = Arc::new(AtomicU64::new(0));
-    let shared = percent.clone();
+    let progress = Arc::new(Progress::new(&STAGES));
+    let shared = progress.clone();
     let (out, models) = (args.out.clone(), models.clone());
-    let mut pass = tokio::task::spawn_blocking(move || {
-        esup_transcribe::transcribe(&source, &out, &params, &models, &options, |fraction| {
-            shared.store((f64::from(fraction) * 100.0).to_bits(), Ordering::Relaxed);
-        })
-    });
-    let outcome = loop {
-        tokio::select! {
-            done = &mut pass => break done
-                .map_err(|e| RunnerError::transient("TranscriptionCrashed", e.to_string()))?
-                .map_err(runner_error)?,
-            () = tokio::time::sleep(Duration::from_secs(5)) => {
-                let p = f64::from_bits(percent.load(Ordering::Relaxed));
-                report(callback, "transcribe", Some(p), spec.duration_seconds).await;
-            }
-        }
-    };
+    let outcome = run_blocking_with_progress(
+        move || {
+            esup_transcribe::transcribe(&source, &out, &params, &models, &options, |fraction| {
+                shared.set(0, f64::from(fraction) * 100.0);
+            })
+        },
+        &progress,
+        callback,
+        spec.duration_seconds,
+    )
+    .await
+    .map_err(|e| RunnerError::transient("TranscriptionCrashed", e.to_string()))?
+    .map_err(runner_error)?;
     writeln!(
         log,
         "transcribed {:.1} s of audio in {:.1} s on {} (whisper.cpp built for {}): {} cues, language {}",
@@ -147,14 +146,10 @@ pub async fn execute(
         f64::NAN,
     )
     .map_err(|e| e.into_runner_error("Transcription failed"))?;
-    std::fs::write(args.out.join(ENCODING_LOG), log.text()).map_err(io_error("encoding.log"))?;
-    let Some(cb) = callback else {
-        return Ok(());
-    };
     let hardware = HardwareReport {
         gpu: gpu.ok().map(|g| g.name),
         inference: Some(outcome.info.hardware_profile.clone()),
         ..Default::default()
     };
-    deliver(cb, &args.out, log, hardware).await
+    deliver(callback, &args.out, log, hardware).await
 }

@@ -211,7 +211,7 @@ pub fn observe(path: &Path, kind: Kind) -> Found {
 /// the whole length of a file cut short (an MP4's index, an MP3's Xing frame count), the
 /// packets cannot.
 fn measure(path: &Path, medium: ff::media::Type) -> Measure {
-    let mut input = match crate::probe::open_safe(path, &[]) {
+    let mut input = match crate::libav::probe::open_safe(path, &[]) {
         Ok(i) => i,
         Err(e) => return Measure::Unreadable(e.to_string()),
     };

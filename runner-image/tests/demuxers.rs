@@ -1,5 +1,5 @@
 //! libav opens the runner's files with the `file` protocol only and the demuxers the runner
-//! supports (`esup_runner::probe::DEMUXERS`): a "media" file that is really a playlist or a
+//! supports (`esup_runner::libav::probe::DEMUXERS`): a "media" file that is really a playlist or a
 //! concat script, which would make libav read other files or URLs, is refused before its
 //! demuxer reads anything.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test

@@ -98,7 +98,7 @@ fn check_base(out: &Path, width: u64, height: u64, frames_expected: f64) {
 fn check_encoded(out: &Path, width: u32, seconds: f64) {
     check_rendition(out, "studio_base", 360, width, seconds * 30.0, 1, true);
     check_pictures(out, "studio_base", seconds);
-    let listing = esup_runner::deliver::list_outputs(out).unwrap();
+    let listing = esup_runner::io::deliver::list_outputs(out).unwrap();
     for f in [
         "studio_base.mp4",
         "360p_studio_base.mp4",

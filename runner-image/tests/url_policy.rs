@@ -69,7 +69,7 @@ fn a_redirect_to_a_private_address_is_refused() {
 #[tokio::test]
 async fn a_name_resolving_to_a_private_address_is_refused() {
     use esup_api::url_policy::UrlPolicy;
-    use esup_runner::download::{DownloadPolicy, Lookup, fetch};
+    use esup_runner::io::download::{DownloadPolicy, Lookup, fetch};
 
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();

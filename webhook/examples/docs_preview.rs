@@ -6,10 +6,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use esup_webhook::manager_api::App;
 use esup_webhook::openapi::DocsAssets;
 use esup_webhook::serve::{BodyTimeouts, ServeConfig};
 use esup_webhook::server::{self, Limits, Surface};
+use esup_webhook::state::App;
 
 #[tokio::main]
 async fn main() -> Result<(), String> {
@@ -41,6 +41,7 @@ async fn main() -> Result<(), String> {
         dedup: esup_webhook::dedup::Dedup::new(),
         pools,
         store,
+        callback_tokens: Default::default(),
     });
     let surface = Arc::new(Surface {
         metrics: Arc::new(esup_webhook::metrics::Metrics::new(Arc::default())),

@@ -5,8 +5,6 @@
 //! (docs/operations.md, "Admission modes"). Pure: the handler passes what its caches hold.
 
 use esup_api::{RunnerPool, TaskType};
-use esup_operator::model::Pool;
-use esup_operator::schedule::queue::takes;
 
 /// How a tenant's tasks wait for a runner (tenant Secret key `admission`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -71,8 +69,9 @@ pub fn decide<'p>(
     let eligible: Vec<&RunnerPool> = pools
         .into_iter()
         .filter(|pool| {
-            Pool::from_object(pool).is_some_and(|model| {
-                takes(&model, request.task_type, request.tenant, request.wanted)
+            pool.metadata.name.as_deref().is_some_and(|name| {
+                pool.spec
+                    .takes(name, request.task_type, request.tenant, request.wanted)
             })
         })
         .collect();

@@ -20,9 +20,6 @@ use sha2::{Digest, Sha256};
 use crate::error::ApiError;
 use crate::tasks::AnyTask;
 
-/// Label holding a task's epoch in its fingerprint's chain.
-pub const EPOCH_LABEL: &str = "runner.esup-portail.org/dedup-epoch";
-
 /// Names tried before giving up: each step past the first means that the previous epoch's
 /// task had ended, so this is only reached by a chain changing under heavy contention.
 const MAX_STEPS: u32 = 20;
@@ -120,7 +117,12 @@ fn in_flight(task: &AnyTask) -> bool {
 
 /// The epoch of a task created by this module, from its label.
 pub fn epoch_of(task: &AnyTask) -> Option<u64> {
-    task.meta().labels.as_ref()?.get(EPOCH_LABEL)?.parse().ok()
+    task.meta()
+        .labels
+        .as_ref()?
+        .get(esup_api::labels::DEDUP_EPOCH)?
+        .parse()
+        .ok()
 }
 
 /// The chain links among `tasks` (those of one fingerprint).

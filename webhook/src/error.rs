@@ -67,6 +67,9 @@ impl ApiError {
     }
 }
 
+/// A filter's refusal (authentication, rate limit), answered by the routes' one recover.
+impl warp::reject::Reject for ApiError {}
+
 impl Reply for ApiError {
     fn into_response(self) -> Response {
         ApiError::into_response(self)

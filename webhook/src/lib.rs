@@ -8,10 +8,12 @@
 //! Pure parts: `tenants` (token table), `url_policy` (SSRF guard), `range` (HTTP ranges).
 //! Pure parts too: `openapi` (route table, OpenAPI document, docs pages), `metrics`,
 //! `rate_limit` (token buckets, client address behind trusted proxies).
-//! I/O parts: `store` (result files), the routes (`server`), the listeners (`serve`: timeouts,
-//! connection cap), the notifier.
+//! I/O parts: `store` (result files), the routes (`server`: filters from the route table), the
+//! two APIs over the shared `state` (`manager_api` for Esup-Pod, `runner_api` for runners,
+//! with `callback_tokens`), the listeners (`serve`: timeouts, connection cap), the notifier.
 
 pub mod admission;
+pub mod callback_tokens;
 pub mod dedup;
 pub mod error;
 pub mod manager_api;
@@ -24,6 +26,7 @@ pub mod retention;
 pub mod runner_api;
 pub mod serve;
 pub mod server;
+pub mod state;
 pub mod store;
 pub mod tasks;
 pub mod tenant_watch;

@@ -1,37 +1,28 @@
 //! Esup-Pod's side of the API: the reference manager's endpoints, status codes and bodies
-//! (protocol §1). Every handler authenticates the caller's token to a tenant, and a tenant
-//! sees only the tasks in its own namespace.
+//! (protocol §1), the result files included (`download`). Every handler receives the caller
+//! its tenant token authenticated (`authenticate`, applied by the routes' filters), and a
+//! tenant sees only the tasks in its own namespace. I/O: the task cache, the API server, the
+//! result store; `execute` (its own module) submits tasks.
 
-use std::sync::{Arc, RwLock};
+use std::sync::RwLock;
 
 use esup_api::TaskPhase;
-use esup_api::params::{self, SpecContext};
+use esup_api::labels;
 use esup_api::wire::{
-    ExecuteResponse, HealthBody, ManagerStatus, Manifest, ManifestEntry, TaskRequest, VersionBody,
-    VersionInfo, manager_timestamp,
+    HealthBody, ManagerStatus, Manifest, ManifestEntry, VersionBody, VersionInfo, manager_timestamp,
 };
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::jiff::Timestamp;
 use warp::http::StatusCode;
 use warp::reply::{Reply, Response};
 
-use crate::dedup::{Dedup, Submitted};
 use crate::error::ApiError;
-use crate::tasks::{self, AnyTask, Tasks};
+use crate::state::App;
+use crate::store::Attempt;
+use crate::tasks::{self, AnyTask};
 use crate::tenants::{Caller, TokenTable};
-use crate::url_policy::{Resolve, UrlPolicy};
 
-/// What the handlers share.
-pub struct App {
-    pub tasks: Tasks,
-    pub tokens: Arc<RwLock<TokenTable>>,
-    pub policy: UrlPolicy,
-    pub dedup: Dedup,
-    /// RunnerPools, listed for `/api/runners` and the health body.
-    pub pools: kube::runtime::reflector::Store<esup_api::RunnerPool>,
-    /// Where runners' result files live.
-    pub store: crate::store::ResultStore,
-}
+mod execute;
+pub use execute::{Accepted, execute};
 
 /// Authenticates a request: `X-API-Token` wins over `Authorization: Bearer` (§1.1).
 pub fn authenticate(
@@ -61,178 +52,8 @@ pub fn authenticate(
         .ok_or_else(ApiError::invalid_token)
 }
 
-fn json<T: serde::Serialize>(status: StatusCode, body: &T) -> Response {
+pub(crate) fn json<T: serde::Serialize>(status: StatusCode, body: &T) -> Response {
     warp::reply::with_status(warp::reply::json(body), status).into_response()
-}
-
-/// `POST /task/execute` (§1.2).
-pub async fn execute(app: &App, caller: Caller, body: &[u8]) -> Result<Response, ApiError> {
-    let request: TaskRequest = serde_json::from_slice(body).map_err(|e| {
-        ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "InvalidBody",
-            format!("request body is not a task request: {e}"),
-        )
-    })?;
-    // URL policy first, with the reference manager's codes: 422 for the source, 400 for the
-    // notify URL.
-    app.policy
-        .check("source_url", &request.source_url)
-        .await
-        .map_err(|e| {
-            ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                e.category(),
-                e.to_string(),
-            )
-        })?;
-    if !request.notify_url.is_empty() {
-        app.policy
-            .check("notify_url", &request.notify_url)
-            .await
-            .map_err(|e| ApiError::bad_request(e.category(), e.to_string()))?;
-    }
-    let tenant = &caller.tenant;
-    let context = SpecContext {
-        tenant: tenant.name.clone(),
-        notify_token: caller.token_ref.clone(),
-        retention: tenant.retention.map(kube::core::Duration::from),
-        priority: tenant.priority,
-    };
-    // A request whose only fault is in its parameters is accepted, as a task that fails at
-    // once: the reference manager accepts it and its runner fails it, and a refusal would make
-    // Esup-Pod resubmit it (and re-run its pre-store) on every cron run.
-    let params::Submission {
-        spec,
-        invalid_parameters,
-    } = params::to_submission(&request, &context).map_err(|e| {
-        ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            e.category(),
-            e.to_string(),
-        )
-    })?;
-    let invalid_parameters = invalid_parameters.map(|e| bounded_message(&e.to_string()));
-    // Every other URL a runner will fetch (watermark, credits) passes the same policy as the
-    // source, with the source's code. The runner checks them again when it fetches.
-    for (field, url) in spec.asset_urls() {
-        app.policy.check(field, url).await.map_err(|e| {
-            ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                e.category(),
-                e.to_string(),
-            )
-        })?;
-    }
-    // 503 when no pool takes this task type for the tenant, so that Esup-Pod tries its next
-    // manager, as the reference manager answers when no runner can take the task; for a
-    // tenant in `immediate` mode, also when none can start it now. Checked at the create
-    // only: an identical request in flight is still answered with its task.
-    let task_type = spec.task_type();
-    let fingerprint =
-        crate::dedup::tenant_fingerprint(&tenant.name, &params::fingerprint(&request));
-    let fingerprint_label = &fingerprint[..40];
-    let namespace = &tenant.namespace;
-    let view = app
-        .tasks
-        .submission_view(namespace, &tenant.name, fingerprint_label);
-    let pools = app.pools.state();
-    let refusal = crate::admission::decide(
-        &crate::admission::Request {
-            mode: tenant.admission,
-            task_type,
-            tenant: &tenant.name,
-            wanted: &spec.common().pools,
-            unseen: u32::try_from(view.unseen).unwrap_or(u32::MAX),
-        },
-        pools.iter().map(|p| p.as_ref()),
-    )
-    .err();
-    let raw = serde_json::to_string(&request)
-        .map_err(|e| ApiError::internal("SerializationError", e.to_string()))?;
-    // Over its backlog bound, a tenant is told "no capacity" so that Esup-Pod tries its next
-    // manager, exactly as when the reference manager has no free runner. An identical request
-    // in flight is still answered with its task (below, before any create).
-    let over_backlog = view.backlog >= tenant.max_backlog as usize;
-    // The create is the de-duplication claim: the name comes from the fingerprint (dedup.rs).
-    let create = |name: String, epoch: u64| {
-        let metadata = ObjectMeta {
-            labels: Some(
-                [
-                    (crate::tenants::TENANT_LABEL.to_owned(), tenant.name.clone()),
-                    (
-                        tasks::FINGERPRINT_LABEL.to_owned(),
-                        fingerprint_label.to_owned(),
-                    ),
-                    (crate::dedup::EPOCH_LABEL.to_owned(), epoch.to_string()),
-                ]
-                .into(),
-            ),
-            annotations: Some(
-                std::iter::once((tasks::REQUEST_ANNOTATION.to_owned(), raw.clone()))
-                    .chain(invalid_parameters.clone().map(|message| {
-                        (esup_api::INVALID_PARAMETERS_ANNOTATION.to_owned(), message)
-                    }))
-                    .collect(),
-            ),
-            ..ObjectMeta::default()
-        };
-        let (spec, refusal) = (spec.clone(), refusal.clone());
-        async move {
-            if let Some(refusal) = refusal {
-                return Err(ApiError::unavailable(
-                    refusal.category(),
-                    refusal.to_string(),
-                ));
-            }
-            if over_backlog {
-                return Err(ApiError::unavailable("BacklogFull", "No runners available"));
-            }
-            app.tasks.create(namespace, &name, spec, metadata).await
-        }
-    };
-    let task = match app
-        .dedup
-        .submit(namespace, &fingerprint, &view.chain, create)
-        .await?
-    {
-        Submitted::Existing(task) => {
-            let body = ExecuteResponse {
-                task_id: task.name().to_owned(),
-                status: task.manager_status(),
-            };
-            return Ok(json(StatusCode::OK, &body));
-        }
-        Submitted::New(task) => task,
-    };
-    let task_name = task.name().to_owned();
-    match &invalid_parameters {
-        None => {
-            tracing::info!(tenant = %tenant.name, task = %task_name, task_type = %request.task_type, "task submitted");
-        }
-        Some(why) => {
-            tracing::info!(tenant = %tenant.name, task = %task_name, task_type = %request.task_type, why, "task submitted with invalid parameters: it fails without running");
-        }
-    }
-    Ok(json(
-        StatusCode::OK,
-        &ExecuteResponse {
-            task_id: task_name,
-            status: ManagerStatus::Running,
-        },
-    ))
-}
-
-/// The reason a task fails, cut to what a condition message and an annotation hold well: the
-/// list of invalid keys comes from the request and has no bound of its own.
-fn bounded_message(message: &str) -> String {
-    const MAX_CHARS: usize = 1024;
-    if message.chars().count() <= MAX_CHARS {
-        return message.to_owned();
-    }
-    let mut cut: String = message.chars().take(MAX_CHARS - 1).collect();
-    cut.push('…');
-    cut
 }
 
 fn own_task(app: &App, caller: &Caller, task_id: &str) -> Result<AnyTask, ApiError> {
@@ -284,7 +105,11 @@ pub async fn record_result_fetch(app: &App, task: &AnyTask) {
     }
     let now = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(Timestamp::now());
     let status = serde_json::json!({ "resultFetchTime": now });
-    if let Err(e) = crate::runner_api::apply_status(app, task, FETCH_MANAGER, None, status).await {
+    if let Err(e) = app
+        .tasks
+        .apply_status(task, FETCH_MANAGER, None, status)
+        .await
+    {
         tracing::warn!(task = %task.name(), error = %e.detail, "cannot record the result fetch; the task still shows warning");
     }
 }
@@ -312,6 +137,72 @@ pub async fn result(app: &App, caller: &Caller, task_id: &str) -> Result<Respons
         response.headers_mut().insert("x-task-id", value);
     }
     Ok(response)
+}
+
+/// `GET /task/result/{id}/file/{path}` for Esup-Pod (§1.5): streamed, with ranges.
+pub async fn download(
+    app: &App,
+    caller: &Caller,
+    task_id: &str,
+    raw_path: &str,
+    range: Option<&str>,
+) -> Result<Response, ApiError> {
+    let path = percent_encoding::percent_decode_str(raw_path)
+        .decode_utf8()
+        .map_err(|_| ApiError::bad_request("InvalidPath", "Invalid result file path"))?;
+    esup_api::runner::safe_result_path(&path)
+        .map_err(|_| ApiError::bad_request("InvalidPath", "Invalid result file path"))?;
+    let task = finished_task(app, caller, task_id)?;
+    let at = served_attempt(&task);
+    let missing = || {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "FileNotFound",
+            "Result file not found",
+        )
+    };
+    let size = app
+        .store
+        .head(at, &path)
+        .await
+        .map_err(ApiError::from)?
+        .ok_or_else(missing)?;
+    record_result_fetch(app, &task).await;
+    let request = crate::range::parse_range(range, size);
+    let wanted = match &request {
+        crate::range::RangeRequest::Partial(r) => Some(r.clone()),
+        _ => None,
+    };
+    if matches!(request, crate::range::RangeRequest::Unsatisfiable) {
+        return Ok(crate::range::file_response(
+            task_id,
+            &path,
+            size,
+            &request,
+            Box::pin(futures::stream::empty()),
+        ));
+    }
+    let (total, body) = app
+        .store
+        .get(at, &path, wanted)
+        .await
+        .map_err(ApiError::from)?
+        .ok_or_else(missing)?;
+    Ok(crate::range::file_response(
+        task_id, &path, total, &request, body,
+    ))
+}
+
+/// Which files of a finished task are served: those of the launch that reported the result.
+pub fn served_attempt(task: &AnyTask) -> Attempt<'_> {
+    match task
+        .status()
+        .and_then(|s| s.result.as_ref())
+        .and_then(|r| r.launch)
+    {
+        Some(launch) => Attempt::launch(task.uid(), launch),
+        None => Attempt::legacy(task.uid()),
+    }
 }
 
 /// `GET /manager/health` and `GET /api/health` (§1.6).
@@ -436,24 +327,13 @@ pub async fn stop(app: &App, caller: &Caller, task_id: &str) -> Result<Response,
             &serde_json::json!({"task_id": task_id, "status": "already_terminal"}),
         ));
     }
-    let patch = serde_json::json!({"metadata": {"annotations": {tasks::STOP_ANNOTATION: manager_timestamp(Timestamp::now())}}});
+    let patch = serde_json::json!({"metadata": {"annotations": {labels::STOP_ANNOTATION: manager_timestamp(Timestamp::now())}}});
     let params = kube::api::PatchParams::default();
     let namespace = task.namespace();
-    let result = match &task {
-        AnyTask::Encoding(_) => {
-            kube::Api::<esup_api::EncodingTask>::namespaced(app.tasks.client().clone(), namespace)
-                .patch(task_id, &params, &kube::api::Patch::Merge(&patch))
-                .await
-                .map(|_| ())
-        }
-        AnyTask::Transcription(_) => kube::Api::<esup_api::TranscriptionTask>::namespaced(
-            app.tasks.client().clone(),
-            namespace,
-        )
+    let result = esup_kube_common::tasks::api(app.tasks.client().clone(), task.kind(), namespace)
         .patch(task_id, &params, &kube::api::Patch::Merge(&patch))
         .await
-        .map(|_| ()),
-    };
+        .map(|_| ());
     result.map_err(|e| {
         ApiError::unavailable(
             "ApiServerUnavailable",
@@ -497,48 +377,6 @@ async fn script_output(app: &App, task: &AnyTask) -> Result<Option<String>, ApiE
         .status()
         .and_then(|s| s.result.as_ref())
         .and_then(|r| r.script_output.clone()))
-}
-
-/// An App for tests, whose Kubernetes client points at a closed loopback port: the routes
-/// answer from empty caches, and a request that passed every check fails at the create, so
-/// a refusal is told apart. `tenants`: (tenant, token) pairs.
-#[cfg(test)]
-pub(crate) fn offline_app(
-    results: &std::path::Path,
-    tenants: &[(&str, &str)],
-    policy: UrlPolicy,
-) -> App {
-    use crate::tenants::TenantSecret;
-    let config = kube::Config::new(
-        "http://127.0.0.1:9"
-            .parse()
-            .unwrap_or_else(|e| panic!("{e}")),
-    );
-    let client = kube::Client::try_from(config).unwrap_or_else(|e| panic!("{e}"));
-    let (pools, _writer) = kube::runtime::reflector::store();
-    let store = crate::store::ResultStore::new(&crate::store::StoreConfig::Filesystem {
-        root: results.to_owned(),
-    })
-    .unwrap_or_else(|e| panic!("{e}"));
-    let secrets: Vec<TenantSecret> = tenants
-        .iter()
-        .map(|(tenant, token)| TenantSecret {
-            name: format!("tenant-{tenant}"),
-            namespace: "esup-system".into(),
-            tenant: (*tenant).into(),
-            data: [("token".to_owned(), (*token).to_owned())].into(),
-        })
-        .collect();
-    let (table, errors) = TokenTable::build(&secrets);
-    assert!(errors.is_empty(), "{errors:?}");
-    App {
-        tasks: Tasks::start(client),
-        tokens: Arc::new(RwLock::new(table)),
-        policy,
-        dedup: Dedup::new(),
-        pools,
-        store,
-    }
 }
 
 #[cfg(test)]
@@ -605,7 +443,11 @@ mod tests {
     #[tokio::test]
     async fn dressing_urls_pass_the_url_policy() {
         let results = tempfile::tempdir().unwrap();
-        let app = offline_app(results.path(), &[("univ-x", "T0K")], UrlPolicy::default());
+        let app = crate::state::offline_app(
+            results.path(),
+            &[("univ-x", "T0K")],
+            crate::url_policy::UrlPolicy::default(),
+        );
         let caller = authenticate(&app.tokens, Some("T0K"), None).unwrap();
         let request = |dressing: serde_json::Value| {
             serde_json::json!({
@@ -634,7 +476,7 @@ mod tests {
         ];
         for (dressing, detail) in cases {
             let response = match execute(&app, caller.clone(), request(dressing).as_bytes()).await {
-                Ok(r) => r,
+                Ok(accepted) => accepted.response,
                 Err(e) => e.into_response(),
             };
             assert_eq!(

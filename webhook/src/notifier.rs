@@ -28,7 +28,6 @@ mod logic;
 mod slots;
 mod token;
 
-use esup_operator::runtime::index::newer;
 use std::collections::{HashMap, HashSet};
 use std::fmt::Debug;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -36,13 +35,13 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use esup_api::status::{NotificationStatus, TaskOutcome, TaskStatus};
+use esup_api::status::{NotificationStatus, TaskOutcome};
+use esup_api::task::{TaskKey, TaskKind, TaskResource};
 use esup_api::wire::NotifyBody;
-use esup_api::{EncodingTask, NotifySpec, SecretKeyRef, TaskCommon, TranscriptionTask};
-use esup_operator::leader::{self, LeaderConfig, Leadership};
-use esup_operator::model::{TaskKey, TaskKind};
+use esup_api::{EncodingTask, NotifySpec, SecretKeyRef, TranscriptionTask};
+use esup_kube_common::leader::{self, LeaderConfig, Leadership};
+use esup_kube_common::watch::newer;
 use futures::{StreamExt, TryStreamExt};
-use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::core::v1::{ObjectReference, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use k8s_openapi::jiff::Timestamp;
@@ -50,15 +49,14 @@ use kube::api::{Api, Patch, PatchParams};
 use kube::core::DeserializeGuard;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Client, Resource, ResourceExt};
-use serde::de::DeserializeOwned;
+use kube::{Client, ResourceExt};
 use tokio::sync::Notify;
 
 pub use http::{Sender, Target, classify_refusal, classify_status};
 pub use logic::{
     SendOutcome, Step, TaskView, after_send, backoff_delays, before_send, default_retry_delays,
-    error_message, interrupted, max_sends, next_step, not_requested, notified_condition,
-    notify_body, outcome_of, status_patch,
+    interrupted, max_sends, next_step, not_requested, notified_condition, notify_body,
+    status_patch,
 };
 pub use slots::{Full, Slot, Slots, start_due};
 pub use token::{NOTIFY_TOKEN_REFUSED, TokenRefusal, check_ref, token_for};
@@ -247,42 +245,7 @@ pub async fn run_elected(client: Client, config: NotifierConfig, leadership: Lea
     notifier.drive(leadership).await;
 }
 
-/// The two task kinds, as the notifier reads them.
-trait NotifiedTask:
-    Resource<DynamicType = (), Scope = NamespaceResourceScope>
-    + Clone
-    + DeserializeOwned
-    + Debug
-    + Send
-    + Sync
-    + 'static
-{
-    const KIND: TaskKind;
-    fn common(&self) -> &TaskCommon;
-    fn task_status(&self) -> Option<&TaskStatus>;
-}
-
-impl NotifiedTask for EncodingTask {
-    const KIND: TaskKind = TaskKind::Encoding;
-    fn common(&self) -> &TaskCommon {
-        &self.spec.common
-    }
-    fn task_status(&self) -> Option<&TaskStatus> {
-        self.status.as_ref()
-    }
-}
-
-impl NotifiedTask for TranscriptionTask {
-    const KIND: TaskKind = TaskKind::Transcription;
-    fn common(&self) -> &TaskCommon {
-        &self.spec.common
-    }
-    fn task_status(&self) -> Option<&TaskStatus> {
-        self.status.as_ref()
-    }
-}
-
-fn view_of<K: NotifiedTask>(task: &K) -> Option<TaskView> {
+fn view_of<K: TaskResource>(task: &K) -> Option<TaskView> {
     let meta = task.meta();
     let status = task.task_status();
     Some(TaskView {
@@ -312,7 +275,7 @@ struct Fresh {
 }
 
 impl Fresh {
-    fn of<K: NotifiedTask>(task: &K) -> Option<Self> {
+    fn of<K: TaskResource>(task: &K) -> Option<Self> {
         let view = view_of(task)?;
         let status = task.task_status();
         Some(Self {
@@ -563,12 +526,12 @@ impl Notifier {
         wake
     }
 
-    fn api<K: NotifiedTask>(&self, namespace: &str) -> Api<K> {
+    fn api<K: TaskResource>(&self, namespace: &str) -> Api<K> {
         Api::namespaced(self.client.clone(), namespace)
     }
 
     /// Reads the task again and does what it needs now: the index may be behind.
-    async fn job<K: NotifiedTask>(
+    async fn job<K: TaskResource>(
         self: &Arc<Self>,
         uid: &str,
         key: &TaskKey,
@@ -627,7 +590,7 @@ impl Notifier {
         notified_condition(n, how, fresh.notified.as_ref(), fresh.view.generation, now)
     }
 
-    async fn send<K: NotifiedTask>(
+    async fn send<K: TaskResource>(
         &self,
         fresh: &Fresh,
         attempt: u32,
@@ -765,7 +728,7 @@ impl Notifier {
 
     /// Records the end of an attempt that sent nothing (refused URL or token, unreadable
     /// token) in one write.
-    async fn record_unsent<K: NotifiedTask>(
+    async fn record_unsent<K: TaskResource>(
         &self,
         fresh: &Fresh,
         recorded: &NotificationStatus,
@@ -789,7 +752,7 @@ impl Notifier {
     /// Losing this write would mean sending again, so a conflict or an API error is retried
     /// for as long as the task still shows our attempt; if it shows anything else, someone
     /// else moved it (a result fetch marking it delivered, a newer leader) and they win.
-    async fn record_result<K: NotifiedTask>(
+    async fn record_result<K: TaskResource>(
         &self,
         key: &TaskKey,
         mut seen: TaskView,
@@ -830,7 +793,7 @@ impl Notifier {
     }
 
     /// Applies the notifier's fields, and indexes the answer.
-    async fn write<K: NotifiedTask>(
+    async fn write<K: TaskResource>(
         &self,
         key: &TaskKey,
         resource_version: Option<&str>,
@@ -883,18 +846,15 @@ impl Notifier {
 
 /// Feeds the index from a watch of every namespace, converting each object as it arrives
 /// so that full objects (and their up to 64 KiB of script output) are never kept.
-fn spawn_watch<K: NotifiedTask>(notifier: Arc<Notifier>) {
+fn spawn_watch<K: TaskResource>(notifier: Arc<Notifier>) {
     tokio::spawn(async move {
         let api: Api<DeserializeGuard<K>> = Api::all(notifier.client.clone());
         let on_invalid =
             crate::watch::SkipReport::or_log::<K>(notifier.config.skip_report.as_ref());
-        let mut stream = esup_operator::watch_guard::guarded_watcher(
-            api,
-            watcher::Config::default(),
-            on_invalid,
-        )
-        .default_backoff()
-        .boxed();
+        let mut stream =
+            esup_kube_common::watch::guarded_watcher(api, watcher::Config::default(), on_invalid)
+                .default_backoff()
+                .boxed();
         loop {
             let event = match stream.try_next().await {
                 Ok(Some(event)) => event,
@@ -915,7 +875,7 @@ fn spawn_watch<K: NotifiedTask>(notifier: Arc<Notifier>) {
             if let Some(change) = change {
                 // Only a terminal task, or the end of a list, can need a send.
                 let wake = match &change {
-                    Change::Put(view) => outcome_of(view.phase).is_some(),
+                    Change::Put(view) => view.phase.outcome().is_some(),
                     Change::Listed(_) => true,
                     Change::Gone(_) | Change::Relist(_) => false,
                 };

@@ -15,7 +15,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use esup_api::{EncodingTask, TranscriptionTask};
-use esup_operator::leader::Leadership;
+use esup_kube_common::leader::Leadership;
 use kube::api::{Api, ListParams};
 use kube::{Client, Resource};
 use serde::de::DeserializeOwned;

@@ -9,17 +9,14 @@
 use bytes::Bytes;
 use esup_api::runner::{Completion, Fenced, ProgressReport, ResultFileEntry};
 use esup_api::status::{ResultFile, ScriptOutputRef, TaskOutcome, TaskResult};
-use esup_api::{EncodingTask, TranscriptionTask};
 use futures::Stream;
-use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, Patch, PatchParams};
 use warp::http::StatusCode;
 use warp::reply::{Reply, Response};
 
 use crate::error::ApiError;
-use crate::manager_api::App;
+use crate::state::App;
 use crate::store::{Attempt, StoredFile};
 use crate::tasks::AnyTask;
 
@@ -67,49 +64,26 @@ pub async fn authorize(
         .map(str::trim)
         .filter(|t| !t.is_empty())
         .ok_or_else(ApiError::missing_token)?;
-    let model = match &task {
-        AnyTask::Encoding(t) => esup_operator::model::Task::from_encoding(t),
-        AnyTask::Transcription(t) => esup_operator::model::Task::from_transcription(t),
-    }
-    .ok_or_else(ApiError::not_found)?;
+    let identity = task.identity().ok_or_else(ApiError::not_found)?;
     // A token names its launch. One that names none is either no callback token or the one
     // per-task token of a runner started before per-launch tokens: that runner runs the
     // task's current launch (the operator creates no legacy Secret any more), so its token is
     // checked against the legacy Secret and fenced as that launch.
     let (launch, secret_name) = match esup_api::runner::callback_token_launch(presented) {
-        Some(launch) => (
-            launch,
-            esup_operator::job::callback_secret_name(&model, launch),
-        ),
+        Some(launch) => (launch, identity.callback_secret_name(launch)),
         None => (
             task.status().map_or(0, |s| s.launches),
-            esup_operator::job::legacy_callback_secret_name(&model),
+            identity.legacy_callback_secret_name(),
         ),
     };
-    let secrets: Api<Secret> = Api::namespaced(app.tasks.client().clone(), namespace);
-    let secret = secrets
-        .get_opt(&secret_name)
-        .await
-        .map_err(|e| {
-            ApiError::unavailable(
-                "ApiServerUnavailable",
-                format!("cannot read the task's callback token: {e}"),
-            )
-        })?
-        .ok_or_else(ApiError::invalid_token)?;
-    let expected = secret
-        .data
-        .as_ref()
-        .and_then(|d| d.get(esup_operator::job::CALLBACK_TOKEN_KEY))
-        .map(|v| v.0.clone())
-        .ok_or_else(ApiError::invalid_token)?;
-    if !crate::tenants::tokens_match(&expected, presented.as_bytes()) {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "WrongCallbackToken",
-            "Token not authorized for this task",
-        ));
-    }
+    app.callback_tokens
+        .check(
+            app.tasks.client(),
+            namespace,
+            &secret_name,
+            presented.as_bytes(),
+        )
+        .await?;
     Ok(Authorized { task, launch })
 }
 
@@ -127,71 +101,6 @@ fn fenced(refusal: Fenced) -> ApiError {
     )
 }
 
-/// Which files of a finished task are served: those of the launch that reported the result.
-pub fn served_attempt(task: &AnyTask) -> Attempt<'_> {
-    match task
-        .status()
-        .and_then(|s| s.result.as_ref())
-        .and_then(|r| r.launch)
-    {
-        Some(launch) => Attempt::launch(task.uid(), launch),
-        None => Attempt::legacy(task.uid()),
-    }
-}
-
-/// Applies `status` to the task's status with `manager`'s field manager, conditionally on
-/// `resource_version` when given.
-pub(crate) async fn apply_status(
-    app: &App,
-    task: &AnyTask,
-    manager: &str,
-    resource_version: Option<&str>,
-    status: serde_json::Value,
-) -> Result<(), ApiError> {
-    let (kind, client) = (
-        match task {
-            AnyTask::Encoding(_) => "EncodingTask",
-            AnyTask::Transcription(_) => "TranscriptionTask",
-        },
-        app.tasks.client().clone(),
-    );
-    let mut metadata = serde_json::json!({"name": task.name(), "namespace": task.namespace()});
-    if let Some(rv) = resource_version {
-        // Makes the write conditional: a status changed since it was read (a new launch, an
-        // end) turns it into a 409 instead of a result recorded against stale state.
-        metadata["resourceVersion"] = rv.into();
-    }
-    let body = serde_json::json!({
-        "apiVersion": format!("{}/{}", esup_api::GROUP, esup_api::VERSION),
-        "kind": kind,
-        "metadata": metadata,
-        "status": status,
-    });
-    let params = PatchParams::apply(manager).force();
-    let result = match task {
-        AnyTask::Encoding(_) => Api::<EncodingTask>::namespaced(client, task.namespace())
-            .patch_status(task.name(), &params, &Patch::Apply(&body))
-            .await
-            .map(|_| ()),
-        AnyTask::Transcription(_) => Api::<TranscriptionTask>::namespaced(client, task.namespace())
-            .patch_status(task.name(), &params, &Patch::Apply(&body))
-            .await
-            .map(|_| ()),
-    };
-    result.map_err(|e| match e {
-        kube::Error::Api(s) if s.code == 422 => ApiError::bad_request("InvalidReport", s.message),
-        kube::Error::Api(s) if s.code == 409 => ApiError::unavailable(
-            "TaskChanged",
-            "the task changed while its result was recorded; retry",
-        ),
-        other => ApiError::unavailable(
-            "ApiServerUnavailable",
-            format!("cannot record it on the task: {other}"),
-        ),
-    })
-}
-
-/// The task as the API server has it now: the completion decides on it, not on the cache.
 /// `POST …/progress`.
 pub async fn progress(app: &App, auth: &Authorized, body: &[u8]) -> Result<Response, ApiError> {
     fence(&auth.task, auth.launch)?;
@@ -199,14 +108,14 @@ pub async fn progress(app: &App, auth: &Authorized, body: &[u8]) -> Result<Respo
         ApiError::bad_request("InvalidReport", format!("not a progress report: {e}"))
     })?;
     let progress = report.to_progress(Time(Timestamp::now()));
-    apply_status(
-        app,
-        &auth.task,
-        PROGRESS_MANAGER,
-        None,
-        serde_json::json!({"progress": progress}),
-    )
-    .await?;
+    app.tasks
+        .apply_status(
+            &auth.task,
+            PROGRESS_MANAGER,
+            None,
+            serde_json::json!({"progress": progress}),
+        )
+        .await?;
     Ok(warp::reply::json(&serde_json::json!({"status": "ok"})).into_response())
 }
 
@@ -365,14 +274,14 @@ pub async fn completion(app: &App, auth: &Authorized, body: &[u8]) -> Result<Res
         script_output_ref,
         report_time: Time(Timestamp::now()),
     };
-    apply_status(
-        app,
-        &task,
-        RESULT_MANAGER,
-        task.meta().resource_version.as_deref(),
-        serde_json::json!({"result": result}),
-    )
-    .await?;
+    app.tasks
+        .apply_status(
+            &task,
+            RESULT_MANAGER,
+            task.meta().resource_version.as_deref(),
+            serde_json::json!({"result": result}),
+        )
+        .await?;
     tracing::info!(task = %task.name(), launch = auth.launch, outcome = ?result.outcome, files = result.files.len(), "runner completed");
     acknowledged()
 }
@@ -389,63 +298,10 @@ fn tail(s: &str, max: usize) -> &str {
     &s[start..]
 }
 
-/// `GET /task/result/{id}/file/{path}` for Esup-Pod (§1.5): streamed, with ranges.
-pub async fn download(
-    app: &App,
-    caller: &crate::tenants::Caller,
-    task_id: &str,
-    raw_path: &str,
-    range: Option<&str>,
-) -> Result<Response, ApiError> {
-    let path = percent_encoding::percent_decode_str(raw_path)
-        .decode_utf8()
-        .map_err(|_| ApiError::bad_request("InvalidPath", "Invalid result file path"))?;
-    esup_api::runner::safe_result_path(&path)
-        .map_err(|_| ApiError::bad_request("InvalidPath", "Invalid result file path"))?;
-    let task = crate::manager_api::finished_task(app, caller, task_id)?;
-    let at = served_attempt(&task);
-    let missing = || {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            "FileNotFound",
-            "Result file not found",
-        )
-    };
-    let size = app
-        .store
-        .head(at, &path)
-        .await
-        .map_err(ApiError::from)?
-        .ok_or_else(missing)?;
-    crate::manager_api::record_result_fetch(app, &task).await;
-    let request = crate::range::parse_range(range, size);
-    let wanted = match &request {
-        crate::range::RangeRequest::Partial(r) => Some(r.clone()),
-        _ => None,
-    };
-    if matches!(request, crate::range::RangeRequest::Unsatisfiable) {
-        return Ok(crate::range::file_response(
-            task_id,
-            &path,
-            size,
-            &request,
-            Box::pin(futures::stream::empty()),
-        ));
-    }
-    let (total, body) = app
-        .store
-        .get(at, &path, wanted)
-        .await
-        .map_err(ApiError::from)?
-        .ok_or_else(missing)?;
-    Ok(crate::range::file_response(
-        task_id, &path, total, &request, body,
-    ))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use esup_api::TranscriptionTask;
     use std::collections::HashMap;
     use std::sync::Arc;
     use std::sync::Mutex;
@@ -513,6 +369,8 @@ mod tests {
     struct ApiServer {
         objects: Mutex<HashMap<String, serde_json::Value>>,
         patches: Mutex<Vec<serde_json::Value>>,
+        /// Secret reads.
+        secret_reads: std::sync::atomic::AtomicUsize,
     }
 
     async fn serve(api: Arc<ApiServer>) -> String {
@@ -524,6 +382,10 @@ mod tests {
                 move |method: warp::http::Method, path: warp::path::FullPath, body: Bytes| {
                     let path = path.as_str().to_owned();
                     let found = |key: &str| api.objects.lock().unwrap().get(key).cloned();
+                    if path.contains("/secrets/") {
+                        api.secret_reads
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
                     let reply = match method.as_str() {
                         "GET" => found(&path),
                         "PATCH" if path.ends_with("/status") => {
@@ -578,11 +440,12 @@ mod tests {
     async fn app(results: &std::path::Path, tasks: &[TranscriptionTask]) -> (App, Arc<ApiServer>) {
         let api = Arc::new(ApiServer::default());
         for t in tasks {
-            let model = esup_operator::model::Task::from_transcription(t).unwrap();
+            let model = AnyTask::Transcription(Arc::new(t.clone()));
+            let identity = model.identity().unwrap();
             let launches = t.status.as_ref().unwrap().launches;
             let mut objects = api.objects.lock().unwrap();
             for launch in 1..=launches {
-                let name = esup_operator::job::callback_secret_name(&model, launch);
+                let name = identity.callback_secret_name(launch);
                 let token = esup_api::runner::callback_token(launch, &format!("secret{launch}"));
                 objects.insert(
                     format!("/api/v1/namespaces/{NS}/secrets/{name}"),
@@ -614,6 +477,7 @@ mod tests {
                 root: results.to_owned(),
             })
             .unwrap(),
+            callback_tokens: crate::callback_tokens::CallbackTokens::default(),
         };
         (app, api)
     }
@@ -669,8 +533,9 @@ mod tests {
         let results = tempfile::tempdir().unwrap();
         let running = task("t-legacy", "Running", 2);
         let (app, api) = app(results.path(), std::slice::from_ref(&running)).await;
-        let model = esup_operator::model::Task::from_transcription(&running).unwrap();
-        let legacy = esup_operator::job::legacy_callback_secret_name(&model);
+        let model = AnyTask::Transcription(Arc::new(running.clone()));
+        let identity = model.identity().unwrap();
+        let legacy = identity.legacy_callback_secret_name();
         assert!(
             !legacy.ends_with("cb1") && !legacy.ends_with("cb2"),
             "{legacy}"
@@ -829,5 +694,46 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(ended.category, "TaskEnded");
+    }
+
+    #[tokio::test]
+    async fn callback_tokens_are_read_once_per_ttl_and_again_when_they_differ() {
+        use std::sync::atomic::Ordering;
+        let results = tempfile::tempdir().unwrap();
+        let running = task("t-cached", "Running", 1);
+        let (app, api) = app(results.path(), std::slice::from_ref(&running)).await;
+        for _ in 0..5 {
+            call(&app, "t-cached", "1.secret1").await.unwrap();
+        }
+        assert_eq!(
+            api.secret_reads.load(Ordering::Relaxed),
+            1,
+            "one read per TTL"
+        );
+        // A token that differs from the cached one is checked against the Secret read again:
+        // a replaced Secret's new token is accepted at once, the old one refused from then on.
+        let model = AnyTask::Transcription(Arc::new(running));
+        let name = model.identity().unwrap().callback_secret_name(1);
+        let replaced = esup_api::runner::callback_token(1, "rotated");
+        api.objects.lock().unwrap().insert(
+            format!("/api/v1/namespaces/{NS}/secrets/{name}"),
+            serde_json::json!({"apiVersion": "v1", "kind": "Secret",
+                "metadata": {"name": name, "namespace": NS},
+                "data": {"token": base64_of(&replaced)}}),
+        );
+        call(&app, "t-cached", &replaced).await.unwrap();
+        assert_eq!(api.secret_reads.load(Ordering::Relaxed), 2);
+        let old = call(&app, "t-cached", "1.secret1").await.unwrap_err();
+        assert_eq!(old.status, StatusCode::FORBIDDEN);
+        // Deleted: refused once the cached copy is read again (at the latest after the TTL).
+        api.objects.lock().unwrap().clear();
+        let deleted = call(&app, "t-cached", "1.wrong").await.unwrap_err();
+        assert_eq!(deleted.status, StatusCode::UNAUTHORIZED);
+        let gone = call(&app, "t-cached", &replaced).await.unwrap_err();
+        assert_eq!(
+            gone.status,
+            StatusCode::UNAUTHORIZED,
+            "not kept once missing"
+        );
     }
 }

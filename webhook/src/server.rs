@@ -1,31 +1,32 @@
-//! The HTTP surface: warp filters binding paths to handlers, request size limits, rate
-//! limits (per tenant, per task, per client address: `rate_limit`), rejections turned into
-//! `{"detail": ...}` bodies and the API's own description (`/openapi.json`, `/docs`,
-//! `/redoc`). Every request is counted by the route template it matched (`openapi::Route`).
+//! The HTTP surface: the API port's routes, built from the route table (`openapi::Route`)
+//! one filter each (`filters`), the handlers' adapters (`handlers`: bounded bodies, metrics),
+//! request size limits, rate limits (per tenant, per task, per client address: `rate_limit`),
+//! refusals and rejections turned into `{"detail": ...}` bodies in one recover, and the API's
+//! own description (`/openapi.json`, `/docs`, `/redoc`). Every request is counted by the
+//! route template it matched.
 //!
 //! Callers are authenticated from the headers before any body is read: an unauthenticated
 //! request never makes the webhook buffer its body. `/metrics` and the probes are served by
 //! `ops_routes`, on the metrics port only, never on the API port.
 
 use std::convert::Infallible;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
-use warp::http::{HeaderMap, StatusCode};
+use warp::http::StatusCode;
 use warp::reply::{Reply, Response};
 use warp::{Filter, Rejection};
 
 use crate::error::ApiError;
-use crate::manager_api::{self, App};
 use crate::metrics::Metrics;
 use crate::openapi::{DocsAssets, Route};
 use crate::rate_limit::{ClientAddress, KeyedLimiter, address_key};
-use crate::runner_api;
-use crate::serve::{BodyTimeout, PeerAddr};
-use crate::tenants::Caller;
+use crate::state::App;
+
+mod filters;
+mod handlers;
 
 /// Largest `/task/execute` and completion body: Esup-Pod's requests are a few KiB.
 pub const MAX_REQUEST_BYTES: u64 = 1024 * 1024;
@@ -163,482 +164,35 @@ pub fn ops_routes(
         .unify()
 }
 
-/// The client's address: the TCP peer (ours, or warp's in tests), or the forwarded one when the
-/// peer is a trusted proxy.
-fn client(
-    limits: Arc<Limits>,
-) -> impl Filter<Extract = (Option<IpAddr>,), Error = Infallible> + Clone {
-    warp::ext::optional::<PeerAddr>()
-        .and(warp::addr::remote())
-        .and(warp::header::headers_cloned())
-        .map(
-            move |peer: Option<PeerAddr>, remote: Option<SocketAddr>, headers: HeaderMap| {
-                let peer = peer.map(|p| p.0).or(remote).map(|a| a.ip());
-                let values = limits
-                    .client
-                    .header
-                    .as_deref()
-                    .map(|name| {
-                        headers
-                            .get_all(name)
-                            .iter()
-                            .filter_map(|v| v.to_str().ok())
-                            .collect::<Vec<_>>()
-                    })
-                    .unwrap_or_default();
-                limits.client.resolve(peer, values)
-            },
-        )
-}
-
-/// Extracts the caller, or the answer to give instead: its authentication error, or 429 when
-/// the tenant is over its limit, or when a request without a valid token comes from an
-/// address over the anonymous limit. Headers only: the body is read after this.
-fn caller(
-    app: Arc<App>,
-    limits: Arc<Limits>,
-) -> impl Filter<Extract = (Result<Caller, ApiError>,), Error = Rejection> + Clone {
-    client(limits.clone())
-        .and(warp::header::optional::<String>("x-api-token"))
-        .and(warp::header::optional::<String>("authorization"))
-        .map(
-            move |client: Option<IpAddr>, x: Option<String>, auth: Option<String>| {
-                let now = Instant::now();
-                match manager_api::authenticate(&app.tokens, x.as_deref(), auth.as_deref()) {
-                    Ok(caller) if limits.tenant.allow(&caller.tenant.name, now) => Ok(caller),
-                    Ok(_) => Err(rate_limited("TenantRateLimited")),
-                    Err(e) => limits.anonymous(client, now).and(Err(e)),
-                }
-            },
-        )
-}
-
-/// Public routes: counted against the client's address.
-fn public(
-    limits: Arc<Limits>,
-) -> impl Filter<Extract = (Result<(), ApiError>,), Error = Infallible> + Clone {
-    client(limits.clone()).map(move |client| limits.anonymous(client, Instant::now()))
-}
-
-/// A runner callback's task, once its callback token matched. An address that has spent its
-/// anonymous allowance on failures is refused before the check (which reads a Secret from the
-/// API server); only failures spend it, so a flood of bad tokens does not limit the runners
-/// that authenticate, and each task has its own limit.
-async fn authorize_callback(
-    app: &App,
-    limits: &Limits,
-    client: Option<IpAddr>,
-    task: (String, String, String),
-    authorization: Option<&str>,
-) -> Result<runner_api::Authorized, ApiError> {
-    let now = Instant::now();
-    let address = client.map(address_key);
-    if let Some(address) = &address
-        && !limits.address.has_allowance(address, now)
-    {
-        return Err(rate_limited("RateLimited"));
-    }
-    let (plural, namespace, name) = &task;
-    match runner_api::authorize(app, plural, namespace, name, authorization).await {
-        Ok(found) if limits.task.allow(&task, now) => Ok(found),
-        Ok(_) => Err(rate_limited("TaskRateLimited")),
-        Err(e) => {
-            // The caller's failures, not the API server's.
-            if e.status.is_client_error()
-                && let Some(address) = &address
-            {
-                limits.address.allow(address, now);
-            }
-            Err(e)
-        }
-    }
-}
-
-/// Reads a body of at most `limit` bytes; a stalled body is a 408.
-async fn read_body<S, B>(body: S, limit: u64) -> Result<Bytes, ApiError>
-where
-    S: futures::Stream<Item = Result<B, warp::Error>>,
-    B: Buf,
-{
-    use futures::StreamExt;
-    let mut body = std::pin::pin!(body);
-    let mut out = BytesMut::new();
-    while let Some(chunk) = body.next().await {
-        let chunk = chunk.map_err(|e| body_error(&e))?;
-        if (out.len() + chunk.remaining()) as u64 > limit {
-            return Err(ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "PayloadTooLarge",
-                "Request body too large",
-            ));
-        }
-        out.put(chunk);
-    }
-    Ok(out.freeze())
-}
-
-fn body_error(e: &warp::Error) -> ApiError {
-    if BodyTimeout::is_cause_of(e) {
-        ApiError::new(
-            StatusCode::REQUEST_TIMEOUT,
-            BodyTimeout::CATEGORY,
-            "Request body not received in time",
-        )
-    } else {
-        ApiError::bad_request("BodyReadError", format!("cannot read the body: {e}"))
-    }
-}
-
-async fn execute<S, B>(
-    app: Arc<App>,
-    caller: Result<Caller, ApiError>,
-    body: S,
-    metrics: Arc<Metrics>,
-) -> Response
-where
-    S: futures::Stream<Item = Result<B, warp::Error>>,
-    B: Buf,
-{
-    let caller = match caller {
-        Ok(caller) => caller,
-        // Answered without reading the body: hyper then closes the connection.
-        Err(e) => return respond(Err(e)),
-    };
-    let body = match read_body(body, MAX_REQUEST_BYTES).await {
-        Ok(body) => body,
-        Err(e) => return respond(Err(e)),
-    };
-    let tenant = caller.tenant.name.clone();
-    let result = manager_api::execute(&app, caller, &body).await;
-    // Accepted means the body parsed and its task type passed validation, so the label values
-    // are bounded.
-    if let Ok(response) = &result
-        && response.status() == StatusCode::OK
-        && let Ok(request) = serde_json::from_slice::<esup_api::wire::TaskRequest>(&body)
-    {
-        metrics.task_submitted(&tenant, &request.task_type);
-    }
-    respond(result)
-}
-
-/// A callback whose body is a small JSON document (progress, completion).
-async fn callback_json<S, B, F, Fut>(
-    task: Result<runner_api::Authorized, ApiError>,
-    body: S,
-    limit: u64,
-    handle: F,
-) -> Response
-where
-    S: futures::Stream<Item = Result<B, warp::Error>>,
-    B: Buf,
-    F: FnOnce(runner_api::Authorized, Bytes) -> Fut,
-    Fut: std::future::Future<Output = Result<Response, ApiError>>,
-{
-    let result = match task {
-        Ok(task) => match read_body(body, limit).await {
-            Ok(body) => handle(task, body).await,
-            Err(e) => Err(e),
-        },
-        Err(e) => Err(e),
-    };
-    respond(result)
-}
-
-/// Every route of the API port: Esup-Pod's side, the runners' callbacks, the API's
-/// description. Not `/metrics` (`ops_routes`).
+/// Every route of the API port, one filter per [`Route`] (`filters`): Esup-Pod's side, the
+/// runners' callbacks, the API's description. Not `/metrics` (`ops_routes`).
 pub fn routes(
     app: Arc<App>,
     limits: Arc<Limits>,
     surface: Arc<Surface>,
 ) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
-    let with_app = {
-        let app = app.clone();
-        warp::any().map(move || app.clone())
+    let context = filters::Context {
+        app,
+        limits,
+        surface: surface.clone(),
     };
-    let with_metrics = {
-        let metrics = surface.metrics.clone();
-        warp::any().map(move || metrics.clone())
-    };
-    let auth = caller(app.clone(), limits.clone());
-    let public = public(limits.clone());
-
-    let execute = warp::post()
-        .and(warp::path!("task" / "execute"))
-        .and(warp::body::content_length_limit(MAX_REQUEST_BYTES))
-        .and(with_app.clone())
-        .and(auth.clone())
-        .and(warp::body::stream())
-        .and(with_metrics.clone())
-        .then(execute);
-    let status = warp::get()
-        .and(warp::path!("task" / "status" / String))
-        .and(with_app.clone())
-        .and(auth.clone())
-        .then(
-            |id: String, app: Arc<App>, caller: Result<Caller, ApiError>| async move {
-                respond(match caller {
-                    Ok(c) => manager_api::status(&app, &c, &id).await,
-                    Err(e) => Err(e),
-                })
-            },
-        );
-    let result = warp::get()
-        .and(warp::path!("task" / "result" / String))
-        .and(with_app.clone())
-        .and(auth.clone())
-        .then(
-            |id: String, app: Arc<App>, caller: Result<Caller, ApiError>| async move {
-                respond(match caller {
-                    Ok(c) => manager_api::result(&app, &c, &id).await,
-                    Err(e) => Err(e),
-                })
-            },
-        );
-    let health = warp::get()
-        .and(
-            warp::path!("manager" / "health")
-                .or(warp::path!("api" / "health"))
-                .unify(),
-        )
-        .and(with_app.clone())
-        .and(auth.clone())
-        .map(|app: Arc<App>, caller: Result<Caller, ApiError>| {
-            respond(caller.map(|_| manager_api::health(&app)))
-        });
-    let version = warp::get()
-        .and(warp::path!("api" / "version"))
-        .and(auth.clone())
-        .map(|caller: Result<Caller, ApiError>| respond(caller.map(|_| manager_api::version())));
-    let list = warp::get()
-        .and(warp::path!("task" / "list"))
-        .and(with_app.clone())
-        .and(auth.clone())
-        .map(|app: Arc<App>, caller: Result<Caller, ApiError>| {
-            respond(caller.map(|c| manager_api::list(&app, &c)))
-        });
-    let api_tasks = warp::get()
-        .and(warp::path!("api" / "tasks"))
-        .and(with_app.clone())
-        .and(auth.clone())
-        .map(|app: Arc<App>, caller: Result<Caller, ApiError>| {
-            respond(caller.map(|c| manager_api::api_tasks(&app, &c)))
-        });
-    let api_runners = warp::get()
-        .and(warp::path!("api" / "runners"))
-        .and(with_app.clone())
-        .and(auth.clone())
-        .map(|app: Arc<App>, caller: Result<Caller, ApiError>| {
-            respond(caller.map(|_| manager_api::api_runners(&app)))
-        });
-    let stop = warp::post()
-        .and(warp::path!("task" / "stop" / String))
-        .and(with_app.clone())
-        .and(auth.clone())
-        .then(
-            |id: String, app: Arc<App>, caller: Result<Caller, ApiError>| async move {
-                respond(match caller {
-                    Ok(c) => manager_api::stop(&app, &c, &id).await,
-                    Err(e) => Err(e),
-                })
-            },
-        );
-    let download = warp::get()
-        .and(warp::path("task"))
-        .and(warp::path("result"))
-        .and(warp::path::param::<String>())
-        .and(warp::path("file"))
-        .and(warp::path::tail())
-        .and(warp::header::optional::<String>("range"))
-        .and(with_app.clone())
-        .and(auth.clone())
-        .and(with_metrics.clone())
-        .then(
-            |id: String,
-             tail: warp::path::Tail,
-             range: Option<String>,
-             app: Arc<App>,
-             caller: Result<Caller, ApiError>,
-             metrics: Arc<Metrics>| async move {
-                let response = respond(match caller {
-                    Ok(c) => {
-                        runner_api::download(&app, &c, &id, tail.as_str(), range.as_deref()).await
-                    }
-                    Err(e) => Err(e),
-                });
-                // The bytes served, as announced; a client that hangs up early is counted whole.
-                if matches!(
-                    response.status(),
-                    StatusCode::OK | StatusCode::PARTIAL_CONTENT
-                ) && let Some(length) = response
-                    .headers()
-                    .get(warp::http::header::CONTENT_LENGTH)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.parse::<u64>().ok())
-                {
-                    metrics.bytes_downloaded(length);
-                }
-                response
-            },
-        );
-    // The runner routes: the task from the path, the method and the call's own path checked
-    // before the callback token (one Secret read per request), the body read after it.
-    let runner_task = warp::path("runner")
-        .and(warp::path("v1"))
-        .and(warp::path::param::<String>())
-        .and(warp::path::param::<String>())
-        .and(warp::path::param::<String>())
-        .map(|plural, namespace, name| (plural, namespace, name));
-    let callback_auth = {
-        let app = app.clone();
-        client(limits.clone())
-            .and(warp::header::optional::<String>("authorization"))
-            .map(move |client, auth| (app.clone(), limits.clone(), client, auth))
-    };
-    let authorized = |key: (String, String, String),
-                      (app, limits, client, auth): (
-        Arc<App>,
-        Arc<Limits>,
-        Option<IpAddr>,
-        Option<String>,
-    )| async move {
-        let task = authorize_callback(&app, &limits, client, key, auth.as_deref()).await;
-        Ok::<_, Rejection>((app, task))
-    };
-    let runner_progress = runner_task
-        .and(warp::post())
-        .and(warp::path!("progress"))
-        .and(warp::body::content_length_limit(MAX_PROGRESS_BYTES))
-        .and(callback_auth.clone())
-        .and_then(authorized)
-        .untuple_one()
-        .and(warp::body::stream())
-        .then(|app: Arc<App>, task, body| async move {
-            callback_json(task, body, MAX_PROGRESS_BYTES, |task, body| async move {
-                runner_api::progress(&app, &task, &body).await
-            })
-            .await
-        });
-    let runner_completion = runner_task
-        .and(warp::post())
-        .and(warp::path!("completion"))
-        .and(warp::body::content_length_limit(MAX_REQUEST_BYTES))
-        .and(callback_auth.clone())
-        .and_then(authorized)
-        .untuple_one()
-        .and(warp::body::stream())
-        .then(|app: Arc<App>, task, body| async move {
-            callback_json(task, body, MAX_REQUEST_BYTES, |task, body| async move {
-                runner_api::completion(&app, &task, &body).await
-            })
-            .await
-        });
-    let runner_upload = runner_task
-        .and(warp::put())
-        .and(warp::path("files"))
-        .and(warp::path::tail())
-        .and(callback_auth)
-        .and_then(move |key, tail: warp::path::Tail, auth| async move {
-            let (app, task) = authorized(key, auth).await?;
-            Ok::<_, Rejection>((app, task, tail))
-        })
-        .untuple_one()
-        .and(warp::body::stream())
-        .and(with_metrics.clone())
-        .then(upload);
-    let document = Arc::new(crate::openapi::document().to_string());
-    let openapi = warp::get()
-        .and(warp::path!("openapi.json"))
-        .and(public.clone())
-        .map(move |allowed: Result<(), ApiError>| {
-            respond(allowed.map(|()| {
-                warp::reply::with_header(
-                    document.as_str().to_owned(),
-                    warp::http::header::CONTENT_TYPE,
-                    "application/json",
-                )
-                .into_response()
-            }))
-        });
-    let swagger_page = surface.docs.swagger_ui("/openapi.json");
-    let docs = warp::get()
-        .and(warp::path!("docs"))
-        .and(public.clone())
-        .map(move |allowed: Result<(), ApiError>| {
-            respond(allowed.map(|()| warp::reply::html(swagger_page.clone()).into_response()))
-        });
-    let redoc_page = surface.docs.redoc("/openapi.json");
-    let redoc = warp::get()
-        .and(warp::path!("redoc"))
-        .and(public.clone())
-        .map(move |allowed: Result<(), ApiError>| {
-            respond(allowed.map(|()| warp::reply::html(redoc_page.clone()).into_response()))
-        });
-    // Esup-Pod's runner-manager list links each manager to `{manager}/admin`, and upstream's
-    // check_runtime.py wants 200, 30x or 401 there.
-    let console = surface.console_url.clone();
-    let admin = warp::get()
-        .and(warp::path!("admin"))
-        .and(public.clone())
-        .map(move |allowed: Result<(), ApiError>| {
-            respond(allowed.map(|()| match &console {
-                Some(url) => match warp::http::HeaderValue::from_str(url) {
-                    Ok(location) => {
-                        let mut response = StatusCode::FOUND.into_response();
-                        response
-                            .headers_mut()
-                            .insert(warp::http::header::LOCATION, location);
-                        response
-                    }
-                    Err(_) => {
-                        warp::reply::html(crate::openapi::pages::admin_page()).into_response()
-                    }
-                },
-                None => warp::reply::html(crate::openapi::pages::admin_page()).into_response(),
-            }))
-        });
-    let root =
-        warp::get()
-            .and(warp::path::end())
-            .and(public)
-            .map(|allowed: Result<(), ApiError>| {
-                respond(allowed.map(|()| {
-                    warp::reply::json(&serde_json::json!({
-                        "message": "Runner Manager",
-                        "version": env!("CARGO_PKG_VERSION"),
-                        "health_check": "/api/health",
-                        "api_docs_visibility": "public",
-                    }))
-                    .into_response()
-                }))
-            });
-
     // Each route is boxed before they are chained: the nested filter types of an unboxed
     // chain this long take rustc many minutes to check.
-    let mut api = execute.boxed();
-    for next in [
-        status.boxed(),
-        result.boxed(),
-        health.boxed(),
-        version.boxed(),
-        list.boxed(),
-        api_tasks.boxed(),
-        api_runners.boxed(),
-        stop.boxed(),
-        download.boxed(),
-        runner_progress.boxed(),
-        runner_completion.boxed(),
-        runner_upload.boxed(),
-        root.boxed(),
-        admin.boxed(),
-        openapi.boxed(),
-        docs.boxed(),
-        redoc.boxed(),
-    ] {
-        api = api.or(next).unify().boxed();
-    }
-    let served = api.recover(rejection).unify();
+    let none = warp::any()
+        .and_then(|| async { Err::<Response, _>(warp::reject::not_found()) })
+        .boxed();
+    let api = Route::ALL
+        .into_iter()
+        .filter_map(|route| filters::route(route, &context))
+        .fold(none, |api, next| api.or(next).unify().boxed());
+    observed(api.recover(rejection).unify(), surface.metrics.clone())
+}
 
-    let metrics = surface.metrics.clone();
+/// Counts every answer by the route template its request matched (`Route::classify`).
+fn observed(
+    served: impl Filter<Extract = (Response,), Error = Infallible> + Clone + Send + Sync + 'static,
+    metrics: Arc<Metrics>,
+) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
     warp::any()
         .map(Instant::now)
         .and(warp::method())
@@ -675,45 +229,12 @@ pub fn routes(
         )
 }
 
-async fn upload<S, B>(
-    app: Arc<App>,
-    task: Result<runner_api::Authorized, ApiError>,
-    tail: warp::path::Tail,
-    body: S,
-    metrics: Arc<Metrics>,
-) -> Response
-where
-    S: futures::Stream<Item = Result<B, warp::Error>> + Send + 'static,
-    B: bytes::Buf + Send,
-{
-    use futures::TryStreamExt;
-    let path = percent_encoding::percent_decode_str(tail.as_str())
-        .decode_utf8_lossy()
-        .into_owned();
-    // Counted as they stream in, and recorded only once the file is stored.
-    let received = Arc::new(AtomicU64::new(0));
-    let result = match task {
-        Ok(task) => {
-            let counter = received.clone();
-            let body = body.map_ok(move |mut buf| {
-                let chunk = buf.copy_to_bytes(buf.remaining());
-                counter.fetch_add(chunk.len() as u64, Ordering::Relaxed);
-                chunk
-            });
-            runner_api::upload(&app, &task, &path, Box::pin(body)).await
-        }
-        // Refused before a byte of the body is read.
-        Err(e) => Err(e),
-    };
-    if result.is_ok() {
-        metrics.bytes_uploaded(received.load(Ordering::Relaxed));
-    }
-    respond(result)
-}
-
 /// Rejections in Esup-Pod's error shape, so that no request gets an HTML or empty answer.
+/// A filter's refusal (authentication, rate limit) is answered as its handler would have.
 async fn rejection(r: Rejection) -> Result<Response, Infallible> {
-    let response = if r.is_not_found() {
+    let response = if let Some(e) = r.find::<ApiError>() {
+        respond(Err(e.clone()))
+    } else if r.is_not_found() {
         error_response(ApiError::new(
             StatusCode::NOT_FOUND,
             "NotFound",
@@ -746,9 +267,10 @@ async fn rejection(r: Rejection) -> Result<Response, Infallible> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::SocketAddr;
 
     fn offline_app(results: &std::path::Path, tenants: &[(&str, &str)]) -> Arc<App> {
-        Arc::new(crate::manager_api::offline_app(
+        Arc::new(crate::state::offline_app(
             results,
             tenants,
             crate::url_policy::UrlPolicy::default(),

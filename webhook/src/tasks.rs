@@ -3,14 +3,14 @@
 
 use std::sync::Arc;
 
-use esup_api::params::TaskSpecFromRequest;
+use esup_api::task::{TaskIdentity, TaskKind, TaskSpec};
 use esup_api::wire::{ManagerStatus, ManagerTask, TaskRequest, manager_timestamp};
 use esup_api::{EncodingTask, TaskPhase, TaskStatus, TranscriptionTask};
-use esup_operator::watch_guard::guarded_watcher;
+use esup_kube_common::watch::guarded_watcher;
 use futures::StreamExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, PostParams};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::core::DeserializeGuard;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -21,13 +21,6 @@ use warp::http::StatusCode;
 use crate::dedup::Created;
 use crate::error::ApiError;
 use crate::watch::SkipReport;
-
-/// Annotation holding Esup-Pod's request as received (it holds no token): `/task/status`
-/// answers with the parameters exactly as they were sent.
-pub const REQUEST_ANNOTATION: &str = "runner.esup-portail.org/request";
-/// Label with the first 40 hex digits of the request's fingerprint (de-duplication).
-pub const FINGERPRINT_LABEL: &str = "runner.esup-portail.org/fingerprint";
-pub use esup_api::STOP_ANNOTATION;
 
 /// A task of either kind.
 #[derive(Clone, Debug)]
@@ -67,11 +60,24 @@ impl AnyTask {
         self.status().map(|s| s.phase).unwrap_or_default()
     }
 
-    pub fn kind_plural(&self) -> &'static str {
+    pub fn kind(&self) -> TaskKind {
         match self {
-            Self::Encoding(_) => "encodingtasks",
-            Self::Transcription(_) => "transcriptiontasks",
+            Self::Encoding(_) => TaskKind::Encoding,
+            Self::Transcription(_) => TaskKind::Transcription,
         }
+    }
+
+    pub fn kind_plural(&self) -> &'static str {
+        self.kind().plural()
+    }
+
+    /// What the names of its Jobs and callback Secrets derive from (None without a uid).
+    pub fn identity(&self) -> Option<TaskIdentity<'_>> {
+        Some(TaskIdentity {
+            kind: self.kind(),
+            name: self.meta().name.as_deref()?,
+            uid: self.meta().uid.as_deref()?,
+        })
     }
 
     pub fn tenant(&self) -> &str {
@@ -83,12 +89,18 @@ impl AnyTask {
 
     /// Esup-Pod's request, from the annotation the webhook wrote.
     pub fn request(&self) -> Option<TaskRequest> {
-        let raw = self.meta().annotations.as_ref()?.get(REQUEST_ANNOTATION)?;
+        let raw = self
+            .meta()
+            .annotations
+            .as_ref()?
+            .get(esup_api::labels::REQUEST_ANNOTATION)?;
         serde_json::from_str(raw).ok()
     }
 
     pub fn manager_status(&self) -> ManagerStatus {
-        ManagerStatus::of_task(self.status())
+        // A task without status yet is `running`.
+        self.status()
+            .map_or(ManagerStatus::Running, TaskStatus::manager_status)
     }
 }
 
@@ -124,17 +136,7 @@ pub fn to_manager_task(task: &AnyTask) -> ManagerTask {
         .max()
         .unwrap_or(created)
         .max(created);
-    let error = status.and_then(|s| {
-        s.result
-            .as_ref()
-            .and_then(|r| r.error_message.clone())
-            .or_else(|| {
-                s.conditions
-                    .iter()
-                    .find(|c| (c.type_ == "Failed" || c.type_ == "TimedOut") && c.status == "True")
-                    .map(|c| c.message.clone())
-            })
-    });
+    let error = status.and_then(TaskStatus::error_message);
     let (spec_source, spec_type) = match task {
         AnyTask::Encoding(t) => (
             t.spec.source.url.clone(),
@@ -176,7 +178,7 @@ pub fn to_manager_task(task: &AnyTask) -> ManagerTask {
         updated_at: manager_timestamp(updated),
         error,
         // Only results recorded before the script output moved to the result store hold it
-        // inline, and the caches drop it: `/task/status` fills it (`runner_api::script_output`).
+        // inline, and the caches drop it: `/task/status` fills it (`manager_api::script_output`).
         script_output: status
             .and_then(|s| s.result.as_ref())
             .and_then(|r| r.script_output.clone()),
@@ -197,7 +199,7 @@ pub struct Tasks {
 /// How long a task created here is counted before the cache shows it.
 const CREATED_GRACE: std::time::Duration = std::time::Duration::from_secs(60);
 
-/// A cache of one kind. Objects that do not decode are skipped ([`esup_operator::watch_guard`]),
+/// A cache of one kind. Objects that do not decode are skipped ([`esup_kube_common::watch`]),
 /// reported through `skip` (else only logged).
 fn reflect<K>(client: &Client, skip: Option<&SkipReport>) -> Store<K>
 where
@@ -426,7 +428,7 @@ impl Tasks {
                     .meta()
                     .labels
                     .as_ref()
-                    .and_then(|l| l.get(FINGERPRINT_LABEL))
+                    .and_then(|l| l.get(esup_api::labels::FINGERPRINT))
                     .is_some_and(|f| f == fingerprint_label);
             if same {
                 view.chain.push(task);
@@ -442,7 +444,7 @@ impl Tasks {
         &self,
         namespace: &str,
         name: &str,
-        spec: TaskSpecFromRequest,
+        spec: TaskSpec,
         metadata: ObjectMeta,
     ) -> Result<Created, ApiError> {
         let metadata = ObjectMeta {
@@ -466,7 +468,7 @@ impl Tasks {
             ),
         };
         match spec {
-            TaskSpecFromRequest::Encoding(spec) => {
+            TaskSpec::Encoding(spec) => {
                 let object = EncodingTask {
                     metadata,
                     spec,
@@ -481,7 +483,7 @@ impl Tasks {
                     Err(e) => Err(refused(e)),
                 }
             }
-            TaskSpecFromRequest::Transcription(spec) => {
+            TaskSpec::Transcription(spec) => {
                 let object = TranscriptionTask {
                     metadata,
                     spec,
@@ -541,6 +543,48 @@ impl Tasks {
     pub fn client(&self) -> &Client {
         &self.client
     }
+
+    /// Applies `status` to the task's status with `manager`'s field manager, conditionally on
+    /// `resource_version` when given.
+    pub async fn apply_status(
+        &self,
+        task: &AnyTask,
+        manager: &str,
+        resource_version: Option<&str>,
+        status: serde_json::Value,
+    ) -> Result<(), ApiError> {
+        let mut metadata = serde_json::json!({"name": task.name(), "namespace": task.namespace()});
+        if let Some(rv) = resource_version {
+            // Makes the write conditional: a status changed since it was read (a new launch, an
+            // end) turns it into a 409 instead of a result recorded against stale state.
+            metadata["resourceVersion"] = rv.into();
+        }
+        let body = serde_json::json!({
+            "apiVersion": format!("{}/{}", esup_api::GROUP, esup_api::VERSION),
+            "kind": task.kind().kind_name(),
+            "metadata": metadata,
+            "status": status,
+        });
+        let params = PatchParams::apply(manager).force();
+        let result =
+            esup_kube_common::tasks::api(self.client.clone(), task.kind(), task.namespace())
+                .patch_status(task.name(), &params, &Patch::Apply(&body))
+                .await
+                .map(|_| ());
+        result.map_err(|e| match e {
+            kube::Error::Api(s) if s.code == 422 => {
+                ApiError::bad_request("InvalidReport", s.message)
+            }
+            kube::Error::Api(s) if s.code == 409 => ApiError::unavailable(
+                "TaskChanged",
+                "the task changed while its result was recorded; retry",
+            ),
+            other => ApiError::unavailable(
+                "ApiServerUnavailable",
+                format!("cannot record it on the task: {other}"),
+            ),
+        })
+    }
 }
 
 #[cfg(test)]
@@ -561,7 +605,10 @@ mod tests {
                 annotations: Some(
                     [
                         (LAST_APPLIED.to_owned(), "{\"big\": true}".to_owned()),
-                        (REQUEST_ANNOTATION.to_owned(), "{}".to_owned()),
+                        (
+                            esup_api::labels::REQUEST_ANNOTATION.to_owned(),
+                            "{}".to_owned(),
+                        ),
                     ]
                     .into(),
                 ),
@@ -588,6 +635,6 @@ mod tests {
         let annotations = object.metadata.annotations.unwrap();
         // What lookups read stays.
         assert_eq!(annotations.len(), 1);
-        assert!(annotations.contains_key(REQUEST_ANNOTATION));
+        assert!(annotations.contains_key(esup_api::labels::REQUEST_ANNOTATION));
     }
 }

@@ -5,7 +5,7 @@
 
 use std::sync::{Arc, RwLock};
 
-use esup_operator::watch_guard::guarded_watcher;
+use esup_kube_common::watch::guarded_watcher;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
 use kube::Client;
@@ -14,7 +14,9 @@ use kube::core::DeserializeGuard;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 
-use crate::tenants::{TENANT_LABEL, TenantSecret, TokenTable};
+use esup_api::labels::TENANT as TENANT_LABEL;
+
+use crate::tenants::{TenantSecret, TokenTable};
 
 fn reduce(secret: &Secret) -> Option<TenantSecret> {
     let tenant = secret.metadata.labels.as_ref()?.get(TENANT_LABEL)?.clone();

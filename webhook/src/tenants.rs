@@ -11,9 +11,6 @@ use esup_api::{SecretKeyRef, TaskPriority};
 use crate::admission::AdmissionMode;
 use sha2::{Digest, Sha256};
 
-/// Label that marks a tenant's Secret; its value is the tenant's name.
-pub const TENANT_LABEL: &str = "runner.esup-portail.org/tenant";
-
 /// What the webhook knows of a tenant.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Tenant {
@@ -91,15 +88,6 @@ fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-fn is_dns_label(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 63
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !s.starts_with('-')
-        && !s.ends_with('-')
-}
-
 impl TokenTable {
     /// Builds the table from every tenant Secret; bad Secrets are skipped and reported.
     pub fn build(secrets: &[TenantSecret]) -> (Self, Vec<SecretError>) {
@@ -167,7 +155,7 @@ pub fn is_token_key(key: &str) -> bool {
 
 fn tenant_of(secret: &TenantSecret) -> Result<Tenant, SecretError> {
     let id = format!("{}/{}", secret.namespace, secret.name);
-    if !is_dns_label(&secret.tenant) {
+    if !esup_api::labels::is_dns_label(&secret.tenant) {
         return Err(SecretError::BadTenant(id, secret.tenant.clone()));
     }
     if !secret.data.keys().any(|k| is_token_key(k)) {
@@ -175,7 +163,7 @@ fn tenant_of(secret: &TenantSecret) -> Result<Tenant, SecretError> {
     }
     let bad = |key: &str, why: String| SecretError::BadSetting(id.clone(), key.to_owned(), why);
     let namespace = match secret.data.get("namespace").map(|s| s.trim()) {
-        Some(ns) if !is_dns_label(ns) => {
+        Some(ns) if !esup_api::labels::is_dns_label(ns) => {
             return Err(bad("namespace", format!("{ns:?} is not a namespace name")));
         }
         Some(ns) => ns.to_owned(),

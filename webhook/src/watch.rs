@@ -1,4 +1,4 @@
-//! The webhook's side of the guarded watches (`esup_operator::watch_guard`): what to do with
+//! The webhook's side of the guarded watches (`esup_kube_common::watch`): what to do with
 //! an object that does not decode — a log line, a Warning Event on it and the
 //! `esup_watch_undecodable_objects_total` metric — so that it is skipped and the cache syncs.
 
@@ -85,7 +85,7 @@ impl SkipReport {
         let report = self.clone();
         move |invalid: &InvalidObject| {
             report.undecodable.inc(&K::kind(&()));
-            esup_operator::watch_guard::report::<K>(&report.recorder, invalid);
+            esup_kube_common::watch::report::<K>(&report.recorder, invalid);
         }
     }
 }

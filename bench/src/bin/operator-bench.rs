@@ -18,6 +18,7 @@
 //! Usage: see `bench/operator/run`, which builds, starts the control plane and runs 1,000 and
 //! 10,000.
 
+use esup_bench::cluster::{Res, apply_namespace, call, client, install_crds};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -31,14 +32,12 @@ use esup_bench::prom::Scrape;
 use esup_bench::stats::{Summary, round};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{Namespace, Node};
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, PropagationPolicy};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Client, Resource, ResourceExt};
+use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::task::JoinHandle;
@@ -46,19 +45,12 @@ use tokio::task::JoinHandle;
 const FIELD_MANAGER: &str = "esup-bench";
 const NS: &str = "bench";
 const OPERATOR_NS: &str = "esup-system";
-/// Label selector of everything the operator creates (`esup_operator::model::labels`).
-const MANAGED: &str = "app.kubernetes.io/managed-by=esup-operator";
-const LABEL_TASK_NAME: &str = "runner.esup-portail.org/task-name";
-const LABEL_TASK_KIND: &str = "runner.esup-portail.org/task-kind";
-const LABEL_POOL: &str = "runner.esup-portail.org/pool";
 const NODE_PREFIX: &str = "bench-node-";
 const POOL_LABEL: &str = "esup.bench/pool";
 const BACKLOG_PREFIX: &str = "bl-";
 const PROBE_PREFIX: &str = "probe-";
 const PROBE_POOL: &str = "probe";
 const TENANTS: [&str; 3] = ["univ-a", "univ-b", "univ-c"];
-/// Any single API call.
-const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often waits look at what the watches saw (latencies use the watches' own clocks).
 const POLL: Duration = Duration::from_millis(20);
 /// Nodes per pool.
@@ -120,8 +112,6 @@ struct Args {
     backlog_timeout_s: Option<u64>,
 }
 
-type Res<T> = Result<T, String>;
-
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
@@ -141,18 +131,6 @@ fn log(message: &str) {
     );
 }
 
-/// Bounds any API call.
-async fn call<T, E: std::fmt::Display>(
-    what: &str,
-    fut: impl std::future::Future<Output = Result<T, E>>,
-) -> Res<T> {
-    match tokio::time::timeout(CALL_TIMEOUT, fut).await {
-        Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(format!("{what}: {e}")),
-        Err(_) => Err(format!("{what}: no answer within {CALL_TIMEOUT:?}")),
-    }
-}
-
 async fn run(args: &Args) -> Res<()> {
     if args.rate <= 0.0 || args.release_rate <= 0.0 || args.concurrency == 0 || args.slots == 0 {
         return Err("--rate, --release-rate, --concurrency and --slots must be positive".into());
@@ -162,9 +140,9 @@ async fn run(args: &Args) -> Res<()> {
     refuse_foreign_cluster(&client).await?;
 
     log("installing CRDs, namespaces, fake nodes and pools");
-    install_crds(&client).await?;
+    install_crds(&client, FIELD_MANAGER).await?;
     for ns in [OPERATOR_NS, NS] {
-        apply_namespace(&client, ns).await?;
+        apply_namespace(&client, ns, FIELD_MANAGER).await?;
     }
     refuse_leftover_tasks(&client).await?;
     let pools = bench_pools(args.slots);
@@ -465,15 +443,6 @@ fn phase_metrics(m: &Scrape) -> Value {
 
 // --- cluster access --------------------------------------------------------------------------
 
-async fn client(kubeconfig: &Path) -> Res<Client> {
-    let kc = Kubeconfig::read_from(kubeconfig)
-        .map_err(|e| format!("cannot read {}: {e}", kubeconfig.display()))?;
-    let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
-        .await
-        .map_err(|e| format!("bad kubeconfig {}: {e}", kubeconfig.display()))?;
-    Client::try_from(config).map_err(|e| format!("cannot build a client: {e}"))
-}
-
 /// This bench creates fake Nodes: refuse any cluster that has real ones.
 async fn refuse_foreign_cluster(client: &Client) -> Res<()> {
     let nodes: Api<Node> = Api::all(client.clone());
@@ -503,58 +472,6 @@ async fn refuse_leftover_tasks(client: &Client) -> Res<()> {
              (bench/operator/control-plane down && bench/operator/control-plane up)"
         ));
     }
-    Ok(())
-}
-
-async fn install_crds(client: &Client) -> Res<()> {
-    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let params = PatchParams::apply(FIELD_MANAGER).force();
-    let crds = esup_operator::crdgen::definitions();
-    for crd in &crds {
-        let name = crd.name_any();
-        call(
-            &format!("apply CRD {name}"),
-            api.patch(&name, &params, &Patch::Apply(crd)),
-        )
-        .await?;
-    }
-    for crd in &crds {
-        let name = crd.name_any();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let current = call(&format!("get CRD {name}"), api.get(&name)).await?;
-            let established = current
-                .status
-                .as_ref()
-                .and_then(|s| s.conditions.as_ref())
-                .is_some_and(|c| {
-                    c.iter()
-                        .any(|c| c.type_ == "Established" && c.status == "True")
-                });
-            if established {
-                break;
-            }
-            if Instant::now() >= deadline {
-                return Err(format!("CRD {name} not Established after 60 s"));
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-    Ok(())
-}
-
-async fn apply_namespace(client: &Client, name: &str) -> Res<()> {
-    let api: Api<Namespace> = Api::all(client.clone());
-    let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
-    call(
-        &format!("apply Namespace {name}"),
-        api.patch(
-            name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&ns),
-        ),
-    )
-    .await?;
     Ok(())
 }
 
@@ -874,7 +791,7 @@ fn lock(seen: &Mutex<Seen>) -> std::sync::MutexGuard<'_, Seen> {
 
 fn watch_jobs(client: &Client, seen: Arc<Mutex<Seen>>) -> JoinHandle<()> {
     let api: Api<Job> = Api::namespaced(client.clone(), NS);
-    let config = watcher::Config::default().labels(MANAGED);
+    let config = watcher::Config::default().labels(esup_api::labels::MANAGED_SELECTOR);
     tokio::spawn(async move {
         let mut stream = watcher(api, config).default_backoff().boxed();
         loop {
@@ -882,15 +799,21 @@ fn watch_jobs(client: &Client, seen: Arc<Mutex<Seen>>) -> JoinHandle<()> {
                 Ok(Some(watcher::Event::Apply(job) | watcher::Event::InitApply(job))) => {
                     let at = Instant::now();
                     let labels = job.labels();
-                    let Some(task) = labels.get(LABEL_TASK_NAME) else {
+                    let Some(task) = labels.get(esup_api::labels::TASK_NAME) else {
                         continue;
                     };
                     let mut s = lock(&seen);
                     if !s.jobs.contains_key(task) {
                         let entry = JobSeen {
                             at,
-                            pool: labels.get(LABEL_POOL).cloned().unwrap_or_default(),
-                            kind: labels.get(LABEL_TASK_KIND).cloned().unwrap_or_default(),
+                            pool: labels
+                                .get(esup_api::labels::POOL)
+                                .cloned()
+                                .unwrap_or_default(),
+                            kind: labels
+                                .get(esup_api::labels::TASK_KIND)
+                                .cloned()
+                                .unwrap_or_default(),
                         };
                         s.jobs.insert(task.clone(), entry);
                         s.job_order.push(task.clone());
@@ -904,16 +827,10 @@ fn watch_jobs(client: &Client, seen: Arc<Mutex<Seen>>) -> JoinHandle<()> {
     })
 }
 
-fn watch_tasks<K>(client: &Client, seen: Arc<Mutex<Seen>>) -> JoinHandle<()>
-where
-    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + 'static
-        + HasPhase,
-{
+fn watch_tasks<K: esup_api::task::TaskResource>(
+    client: &Client,
+    seen: Arc<Mutex<Seen>>,
+) -> JoinHandle<()> {
     let api: Api<K> = Api::namespaced(client.clone(), NS);
     tokio::spawn(async move {
         let mut stream = watcher(api, watcher::Config::default())
@@ -933,22 +850,6 @@ where
             }
         }
     })
-}
-
-trait HasPhase {
-    fn phase(&self) -> TaskPhase;
-}
-
-impl HasPhase for EncodingTask {
-    fn phase(&self) -> TaskPhase {
-        self.status.as_ref().map(|s| s.phase).unwrap_or_default()
-    }
-}
-
-impl HasPhase for TranscriptionTask {
-    fn phase(&self) -> TaskPhase {
-        self.status.as_ref().map(|s| s.phase).unwrap_or_default()
-    }
 }
 
 /// (backlog tasks Queued or Admitted, of which Admitted).

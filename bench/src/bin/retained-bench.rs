@@ -23,10 +23,9 @@ use esup_api::TranscriptionTask;
 use esup_bench::procfs;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Namespace;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::Client;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::{Client, ResourceExt};
 use serde_json::json;
 
 const FIELD_MANAGER: &str = "esup-bench";
@@ -97,7 +96,7 @@ async fn run(args: &Args) -> Res<()> {
         .await
         .map_err(|e| e.to_string())?;
     let client = Client::try_from(config).map_err(|e| e.to_string())?;
-    install_crds(&client).await?;
+    esup_bench::cluster::install_crds(&client, FIELD_MANAGER).await?;
     for ns in [NS, WEBHOOK_NS] {
         let body = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
         Api::<Namespace>::all(client.clone())
@@ -229,35 +228,6 @@ async fn create_finished(client: &Client, i: usize, shape: Shape, script: &str) 
     )
     .await
     .map_err(|e| format!("status of {name}: {e}"))?;
-    Ok(())
-}
-
-async fn install_crds(client: &Client) -> Res<()> {
-    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let params = PatchParams::apply(FIELD_MANAGER).force();
-    let crds = esup_operator::crdgen::definitions();
-    for crd in &crds {
-        api.patch(&crd.name_any(), &params, &Patch::Apply(crd))
-            .await
-            .map_err(|e| format!("CRD {}: {e}", crd.name_any()))?;
-    }
-    let deadline = Instant::now() + Duration::from_secs(60);
-    for crd in &crds {
-        loop {
-            let current = api.get(&crd.name_any()).await.map_err(|e| e.to_string())?;
-            let established = current.status.and_then(|s| s.conditions).is_some_and(|c| {
-                c.iter()
-                    .any(|c| c.type_ == "Established" && c.status == "True")
-            });
-            if established {
-                break;
-            }
-            if Instant::now() >= deadline {
-                return Err(format!("CRD {} not Established", crd.name_any()));
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
     Ok(())
 }
 

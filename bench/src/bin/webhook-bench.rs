@@ -23,16 +23,21 @@
 //!
 //! Usage: see `bench/webhook/run`.
 
+use esup_api::labels::{
+    FINGERPRINT as FINGERPRINT_LABEL, REQUEST_ANNOTATION, TENANT as TENANT_LABEL,
+};
+use esup_bench::cluster::{Res, apply_namespace, call, client, install_crds};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use clap::Parser;
-use esup_api::params::{self, SpecContext, TaskSpecFromRequest};
+use esup_api::params::{self, SpecContext};
+use esup_api::task::TaskSpec;
 use esup_api::wire::TaskRequest;
 use esup_api::{EncodingTask, SecretKeyRef, TaskPriority, TranscriptionTask};
 use esup_bench::procfs;
@@ -41,12 +46,10 @@ use esup_bench::webhook::load::{self, Conn, Limit, MakeRequest, Outcome};
 use futures::StreamExt;
 use http_body_util::Full;
 use hyper::Request;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 
@@ -59,10 +62,6 @@ const RAW_NS: &str = "bench-raw";
 const TENANT: &str = "bench";
 const SECRET: &str = "tenant-bench";
 const TOKEN: &str = "bench-token-0123456789";
-const TENANT_LABEL: &str = "runner.esup-portail.org/tenant";
-const REQUEST_ANNOTATION: &str = "runner.esup-portail.org/request";
-const FINGERPRINT_LABEL: &str = "runner.esup-portail.org/fingerprint";
-const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Parser, Debug)]
 #[command(
@@ -111,8 +110,6 @@ struct Args {
     label: String,
 }
 
-type Res<T> = Result<T, String>;
-
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
@@ -132,17 +129,6 @@ fn log(message: &str) {
     );
 }
 
-async fn call<T, E: std::fmt::Display>(
-    what: &str,
-    fut: impl std::future::Future<Output = Result<T, E>>,
-) -> Res<T> {
-    match tokio::time::timeout(CALL_TIMEOUT, fut).await {
-        Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(format!("{what}: {e}")),
-        Err(_) => Err(format!("{what}: no answer within {CALL_TIMEOUT:?}")),
-    }
-}
-
 async fn run(args: &Args) -> Res<()> {
     if args.clients == 0 || args.execute_concurrency == 0 || args.execute_per_round == 0 {
         return Err(
@@ -154,9 +140,9 @@ async fn run(args: &Args) -> Res<()> {
     }
     let started = Instant::now();
     let client = client(&args.kubeconfig).await?;
-    install_crds(&client).await?;
+    install_crds(&client, FIELD_MANAGER).await?;
     for ns in [WEBHOOK_NS, NS, RAW_NS] {
-        apply_namespace(&client, ns).await?;
+        apply_namespace(&client, ns, FIELD_MANAGER).await?;
     }
     refuse_leftover_tasks(&client).await?;
     apply_tenant(&client).await?;
@@ -282,67 +268,6 @@ async fn run(args: &Args) -> Res<()> {
 
 // ---------------------------------------------------------------------------------------------
 // Cluster setup
-
-async fn client(kubeconfig: &Path) -> Res<Client> {
-    let kc = Kubeconfig::read_from(kubeconfig)
-        .map_err(|e| format!("cannot read {}: {e}", kubeconfig.display()))?;
-    let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
-        .await
-        .map_err(|e| format!("bad kubeconfig {}: {e}", kubeconfig.display()))?;
-    Client::try_from(config).map_err(|e| format!("cannot build a client: {e}"))
-}
-
-async fn install_crds(client: &Client) -> Res<()> {
-    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let params = PatchParams::apply(FIELD_MANAGER).force();
-    let crds = esup_operator::crdgen::definitions();
-    for crd in &crds {
-        let name = crd.name_any();
-        call(
-            &format!("apply CRD {name}"),
-            api.patch(&name, &params, &Patch::Apply(crd)),
-        )
-        .await?;
-    }
-    for crd in &crds {
-        let name = crd.name_any();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let current = call(&format!("get CRD {name}"), api.get(&name)).await?;
-            let established = current
-                .status
-                .as_ref()
-                .and_then(|s| s.conditions.as_ref())
-                .is_some_and(|c| {
-                    c.iter()
-                        .any(|c| c.type_ == "Established" && c.status == "True")
-                });
-            if established {
-                break;
-            }
-            if Instant::now() >= deadline {
-                return Err(format!("CRD {name} not Established after 60 s"));
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-    Ok(())
-}
-
-async fn apply_namespace(client: &Client, name: &str) -> Res<()> {
-    let api: Api<Namespace> = Api::all(client.clone());
-    let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
-    call(
-        &format!("apply Namespace {name}"),
-        api.patch(
-            name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&ns),
-        ),
-    )
-    .await?;
-    Ok(())
-}
 
 /// Counts and ids depend on a fresh start: refuse leftovers of an earlier run.
 async fn refuse_leftover_tasks(client: &Client) -> Res<()> {
@@ -569,7 +494,7 @@ fn raw_task(nonce: u64, seq: u64) -> Res<TranscriptionTask> {
         retention: None,
         priority: TaskPriority::Normal,
     };
-    let TaskSpecFromRequest::Transcription(spec) =
+    let TaskSpec::Transcription(spec) =
         params::to_spec(&request, &context).map_err(|e| format!("to_spec: {e}"))?
     else {
         return Err("a transcription request became another kind".into());

@@ -7,10 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
-use esup_operator::cli;
+use esup_kube_common::cli;
+use esup_kube_common::leader::{self, LeaderConfig};
 use esup_operator::http::{self, Health};
 use esup_operator::job::RunnerConfig;
-use esup_operator::leader::{self, LeaderConfig};
 use esup_operator::metrics::Metrics;
 use esup_operator::runtime::{Config, Operator};
 use esup_operator::schedule::Settings;

@@ -67,18 +67,6 @@ pub struct Index {
     relisting: HashMap<Source, HashSet<String>>,
 }
 
-/// resourceVersions are opaque, but the API server hands out etcd revisions; compare them
-/// when both parse, and otherwise take the newer event on trust.
-pub fn newer(incoming: Option<&str>, current: Option<&str>) -> bool {
-    match (
-        incoming.and_then(|v| v.parse::<u64>().ok()),
-        current.and_then(|v| v.parse::<u64>().ok()),
-    ) {
-        (Some(i), Some(c)) => i >= c,
-        _ => true,
-    }
-}
-
 impl Index {
     pub fn synced(&self) -> bool {
         ALL_SOURCES.iter().all(|s| self.synced.contains(s))
@@ -91,7 +79,7 @@ impl Index {
         task.status.drop_inline_script_output();
         let current = self.tasks.get(&task.uid);
         if current.is_none_or(|c| {
-            newer(
+            esup_kube_common::watch::newer(
                 task.resource_version.as_deref(),
                 c.resource_version.as_deref(),
             )
@@ -109,8 +97,8 @@ impl Index {
         match change {
             Change::Task(task) => {
                 let source = match task.key.kind {
-                    crate::model::TaskKind::Encoding => Source::EncodingTasks,
-                    crate::model::TaskKind::Transcription => Source::TranscriptionTasks,
+                    esup_api::task::TaskKind::Encoding => Source::EncodingTasks,
+                    esup_api::task::TaskKind::Transcription => Source::TranscriptionTasks,
                 };
                 seen(source, &task.uid);
                 self.put_task(*task);
@@ -171,7 +159,7 @@ impl Index {
     }
 
     fn drop_unlisted(&mut self, source: Source, keys: &HashSet<String>) {
-        use crate::model::TaskKind;
+        use esup_api::task::TaskKind;
         let kind = match source {
             Source::EncodingTasks => Some(TaskKind::Encoding),
             Source::TranscriptionTasks => Some(TaskKind::Transcription),
@@ -225,14 +213,5 @@ mod tests {
         }
         assert!(index.synced());
         assert!(index.nodes.is_empty(), "the last relist listed no node");
-    }
-
-    #[test]
-    fn resource_versions_never_go_back() {
-        assert!(newer(Some("12"), Some("11")));
-        assert!(newer(Some("12"), Some("12")));
-        assert!(!newer(Some("9"), Some("11")));
-        assert!(newer(Some("x"), Some("11")));
-        assert!(newer(Some("3"), None));
     }
 }

@@ -30,14 +30,16 @@ use tokio::sync::Notify;
 use crate::error::{Error, Result};
 use crate::http::Health;
 use crate::job::{self, Launch, RunnerConfig};
-use crate::leader::Leadership;
 use crate::metrics::Metrics;
-use crate::model::{JobInfo, NodeInfo, PodInfo, Pool, Task, TaskKey, TaskKind, labels};
+use esup_api::labels;
+use esup_api::task::{TaskKey, TaskKind};
+use esup_kube_common::leader::Leadership;
+
+use crate::model::{JobInfo, NodeInfo, PodInfo, Pool, Task};
 use crate::schedule::{
     self, Action, Note, Observation, Plan, PoolReport, Settings, Snapshot, TaskChange,
 };
 use crate::status::operator_owned;
-use crate::watch_guard;
 use index::{Change, Index, Source};
 
 /// Field manager of every write of the operator.
@@ -354,47 +356,21 @@ impl Operator {
         let params = PatchParams::apply(FIELD_MANAGER).force();
         self.metrics.inc_writes("status");
         let what = key.to_string();
-        match key.kind {
-            TaskKind::Encoding => {
-                let api: Api<EncodingTask> = Api::namespaced(self.client.clone(), &key.namespace);
-                let task = api
-                    .patch_status(&key.name, &params, &Patch::Apply(&body))
-                    .await
-                    .map_err(|e| Error::api("apply status", what.clone(), e))?;
-                Task::from_encoding(&task).ok_or(Error::Config(format!(
-                    "{what}: incomplete object from the API server"
-                )))
-            }
-            TaskKind::Transcription => {
-                let api: Api<TranscriptionTask> =
-                    Api::namespaced(self.client.clone(), &key.namespace);
-                let task = api
-                    .patch_status(&key.name, &params, &Patch::Apply(&body))
-                    .await
-                    .map_err(|e| Error::api("apply status", what.clone(), e))?;
-                Task::from_transcription(&task).ok_or(Error::Config(format!(
-                    "{what}: incomplete object from the API server"
-                )))
-            }
-        }
+        let object = esup_kube_common::tasks::api(self.client.clone(), key.kind, &key.namespace)
+            .patch_status(&key.name, &params, &Patch::Apply(&body))
+            .await
+            .map_err(|e| Error::api("apply status", what.clone(), e))?;
+        task_of(key.kind, object).ok_or(Error::Config(format!(
+            "{what}: incomplete object from the API server"
+        )))
     }
 
     /// Reads a task again after a conflict, so the next pass decides on fresh state.
     async fn refresh_task(&self, key: &TaskKey) {
-        let fresh = match key.kind {
-            TaskKind::Encoding => {
-                Api::<EncodingTask>::namespaced(self.client.clone(), &key.namespace)
-                    .get_opt(&key.name)
-                    .await
-                    .map(|t| t.as_ref().and_then(Task::from_encoding))
-            }
-            TaskKind::Transcription => {
-                Api::<TranscriptionTask>::namespaced(self.client.clone(), &key.namespace)
-                    .get_opt(&key.name)
-                    .await
-                    .map(|t| t.as_ref().and_then(Task::from_transcription))
-            }
-        };
+        let fresh = esup_kube_common::tasks::api(self.client.clone(), key.kind, &key.namespace)
+            .get_opt(&key.name)
+            .await
+            .map(|object| object.and_then(|o| task_of(key.kind, o)));
         if let Ok(Some(task)) = fresh {
             self.lock().put_task(task);
         }
@@ -430,7 +406,7 @@ impl Operator {
             },
             &self.config.runner,
         );
-        let name = job::job_name(&task, launch);
+        let name = task.identity().job_name(launch);
         let jobs: Api<Job> = Api::namespaced(self.client.clone(), &task.key.namespace);
         self.metrics.inc_writes("job");
         jobs.patch(
@@ -469,7 +445,7 @@ impl Operator {
                 format!(
                     "Secret {}/{}",
                     task.key.namespace,
-                    job::callback_secret_name(task, launch)
+                    task.identity().callback_secret_name(launch)
                 ),
                 e,
             )),
@@ -496,20 +472,10 @@ impl Operator {
             ..DeleteParams::default()
         };
         self.metrics.inc_writes("delete");
-        let result = match key.kind {
-            TaskKind::Encoding => {
-                Api::<EncodingTask>::namespaced(self.client.clone(), &key.namespace)
-                    .delete(&key.name, &params)
-                    .await
-                    .map(|_| ())
-            }
-            TaskKind::Transcription => {
-                Api::<TranscriptionTask>::namespaced(self.client.clone(), &key.namespace)
-                    .delete(&key.name, &params)
-                    .await
-                    .map(|_| ())
-            }
-        };
+        let result = esup_kube_common::tasks::api(self.client.clone(), key.kind, &key.namespace)
+            .delete(&key.name, &params)
+            .await
+            .map(|_| ());
         match result {
             Ok(()) => {
                 tracing::info!(task = %key, "deleted after its retention");
@@ -646,13 +612,13 @@ impl Operator {
             recorder: self.recorder.clone(),
             metrics: self.metrics.clone(),
         };
-        let managed = watcher::Config::default().labels(labels::SELECTOR);
+        let managed = watcher::Config::default().labels(labels::MANAGED_SELECTOR);
         spawn_watch::<EncodingTask>(
             watched(),
             watcher::Config::default(),
             Source::EncodingTasks,
             self.shared.clone(),
-            |t| Task::from_encoding(t).map(|t| Change::Task(Box::new(t))),
+            |t| Task::from_resource(t).map(|t| Change::Task(Box::new(t))),
             |t| t.metadata.uid.clone().map(Change::TaskGone),
         );
         spawn_watch::<TranscriptionTask>(
@@ -660,7 +626,7 @@ impl Operator {
             watcher::Config::default(),
             Source::TranscriptionTasks,
             self.shared.clone(),
-            |t| Task::from_transcription(t).map(|t| Change::Task(Box::new(t))),
+            |t| Task::from_resource(t).map(|t| Change::Task(Box::new(t))),
             |t| t.metadata.uid.clone().map(Change::TaskGone),
         );
         spawn_watch::<RunnerPool>(
@@ -723,7 +689,7 @@ impl Operator {
 
 /// Runs one watcher for ever, converting each object as it arrives so that full objects are
 /// never kept.
-/// Objects that do not decode are reported and skipped ([`crate::watch_guard`]).
+/// Objects that do not decode are reported and skipped ([`esup_kube_common::watch`]).
 fn spawn_watch<K>(
     watched: Watched,
     config: watcher::Config,
@@ -748,10 +714,10 @@ fn spawn_watch<K>(
     let api: Api<DeserializeGuard<K>> = Api::all(client);
     let on_invalid = move |invalid: &InvalidObject| {
         metrics.inc_undecodable(&K::kind(&()));
-        watch_guard::report::<K>(&recorder, invalid);
+        esup_kube_common::watch::report::<K>(&recorder, invalid);
     };
     tokio::spawn(async move {
-        let mut stream = watch_guard::guarded_watcher(api, config, on_invalid)
+        let mut stream = esup_kube_common::watch::guarded_watcher(api, config, on_invalid)
             .default_backoff()
             .boxed();
         loop {
@@ -791,5 +757,17 @@ fn task_reference(key: &TaskKey, uid: &str) -> ObjectReference {
         namespace: Some(key.namespace.clone()),
         uid: Some(uid.to_owned()),
         ..ObjectReference::default()
+    }
+}
+
+/// The scheduler's view of a task the API server answered with.
+fn task_of(kind: TaskKind, object: kube::api::DynamicObject) -> Option<Task> {
+    match kind {
+        TaskKind::Encoding => {
+            Task::from_resource(&esup_kube_common::tasks::typed::<EncodingTask>(object)?)
+        }
+        TaskKind::Transcription => Task::from_resource(&esup_kube_common::tasks::typed::<
+            TranscriptionTask,
+        >(object)?),
     }
 }

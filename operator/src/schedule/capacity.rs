@@ -7,9 +7,6 @@ use k8s_openapi::api::core::v1::NodeSelectorRequirement;
 
 use crate::model::{NodeInfo, Pool};
 
-/// Node label of NVIDIA's GPU feature discovery naming the GPU model.
-pub const GPU_PRODUCT_LABEL: &str = "nvidia.com/gpu.product";
-
 /// An attempt that holds (or is about to hold) a slot.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Holder<'a> {
@@ -50,7 +47,7 @@ pub fn selects(pool: &Pool, node: &NodeInfo) -> bool {
             gpu.products.is_empty()
                 || node
                     .labels
-                    .get(GPU_PRODUCT_LABEL)
+                    .get(esup_api::labels::GPU_PRODUCT)
                     .is_some_and(|p| gpu.products.contains(p))
         })
 }
@@ -255,10 +252,17 @@ mod tests {
             pool("cpu", "{taskTypes: [Transcription], maxConcurrency: 3}"),
         ];
         let nodes = [
-            node("a", &[("gpu", "yes"), (GPU_PRODUCT_LABEL, "NVIDIA-L4")], 2),
+            node(
+                "a",
+                &[("gpu", "yes"), (esup_api::labels::GPU_PRODUCT, "NVIDIA-L4")],
+                2,
+            ),
             node(
                 "b",
-                &[("gpu", "yes"), (GPU_PRODUCT_LABEL, "NVIDIA-H100")],
+                &[
+                    ("gpu", "yes"),
+                    (esup_api::labels::GPU_PRODUCT, "NVIDIA-H100"),
+                ],
                 8,
             ),
             node("c", &[], 0),

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use esup_api::{TaskPriority, TaskType};
+use esup_api::TaskPriority;
 use k8s_openapi::jiff::Timestamp;
 
 use crate::model::{Pool, Task};
@@ -12,21 +12,12 @@ use crate::model::{Pool, Task};
 /// Whether `pool` may run `task` at all: task type, tenant, and for encoding on a GPU pool,
 /// an NVENC engine.
 pub fn eligible(pool: &Pool, task: &Task) -> bool {
-    takes(pool, task.task_type(), task.tenant(), &task.common().pools)
-}
-
-/// [`eligible`] on what a submission already knows: the task's type, tenant and the pools it
-/// names (empty: any). The webhook refuses a task no pool takes, as the reference manager
-/// refuses one no runner can take.
-pub fn takes(pool: &Pool, task_type: TaskType, tenant: &str, wanted: &[String]) -> bool {
-    let spec = &pool.spec;
-    spec.task_types.contains(&task_type)
-        && (spec.tenants.is_empty() || spec.tenants.iter().any(|t| t.name == tenant))
-        && spec
-            .gpu
-            .as_ref()
-            .is_none_or(|gpu| gpu.nvenc || !task_type.needs_nvenc())
-        && (wanted.is_empty() || wanted.contains(&pool.name))
+    pool.spec.takes(
+        &pool.name,
+        task.task_type(),
+        task.tenant(),
+        &task.common().pools,
+    )
 }
 
 /// The pools a task may use, in its order of preference: the order of `spec.pools` when the
@@ -147,6 +138,7 @@ pub fn order<'a>(entries: Vec<Entry<'a>>, shares: &BTreeMap<String, Share>) -> V
 
 #[cfg(test)]
 mod tests {
+
     use super::*;
     use crate::model::test_pool as pool;
 

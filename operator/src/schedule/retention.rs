@@ -4,7 +4,9 @@
 
 use std::collections::HashMap;
 
-use crate::model::{Task, TaskKey};
+use esup_api::task::TaskKey;
+
+use crate::model::Task;
 
 /// The finished tasks to delete so that each tenant keeps at most `max_per_tenant`: the
 /// oldest first (by completion time, then name). Tenants are counted per namespace, so that
@@ -57,7 +59,7 @@ mod tests {
         let status = t.status.get_or_insert_with(Default::default);
         status.phase = esup_api::TaskPhase::Succeeded;
         status.completion_time = done_at.map(|s| Time(Timestamp::from_second(s).unwrap()));
-        Task::from_transcription(&t).unwrap()
+        Task::from_resource(&t).unwrap()
     }
 
     fn names(keys: &[TaskKey]) -> Vec<&str> {

@@ -15,13 +15,9 @@ use k8s_openapi::jiff::Timestamp;
 
 use super::{Action, Observation, Plan, PoolReport, Settings, Snapshot, TaskChange, plan};
 use crate::failure::FREE_DISRUPTIONS;
-use crate::job::job_name;
-use crate::model::{
-    ContainerInfo, JobCondition, JobInfo, NodeInfo, PodInfo, Pool, Task, TaskKey, TaskKind,
-    TaskSpec,
-};
-use crate::schedule::capacity::GPU_PRODUCT_LABEL;
-use crate::status::condition;
+use esup_api::task::{TaskKey, TaskKind, TaskSpec};
+
+use crate::model::{ContainerInfo, JobCondition, JobInfo, NodeInfo, PodInfo, Pool, Task};
 
 const NS: &str = "pod";
 /// Seconds since the epoch of t = 0 in every test.
@@ -87,7 +83,7 @@ fn fixture_encoding() -> Task {
     .unwrap();
     object.metadata.namespace = Some(NS.to_owned());
     object.metadata.uid = Some("uid-fixture-encoding".to_owned());
-    Task::from_encoding(&object).unwrap()
+    Task::from_resource(&object).unwrap()
 }
 
 /// The full TranscriptionTask of the API fixtures: tenant univ-y, pools [cpu], priority Low.
@@ -98,7 +94,7 @@ fn fixture_transcription() -> Task {
     .unwrap();
     object.metadata.namespace = Some(NS.to_owned());
     object.metadata.uid = Some("uid-fixture-transcription".to_owned());
-    Task::from_transcription(&object).unwrap()
+    Task::from_resource(&object).unwrap()
 }
 
 /// The full RunnerPool of the API fixtures: local-l4, L4 nodes, tenants univ-x (cap 3) and univ-y.
@@ -148,7 +144,7 @@ fn gpu_node(name: &str, product: &str, gpus: u64) -> NodeInfo {
     NodeInfo {
         name: name.to_owned(),
         labels: [
-            (GPU_PRODUCT_LABEL.to_owned(), product.to_owned()),
+            (esup_api::labels::GPU_PRODUCT.to_owned(), product.to_owned()),
             ("nvidia.com/gpu.present".to_owned(), "true".to_owned()),
         ]
         .into_iter()
@@ -281,7 +277,7 @@ impl Sim {
             task.status = change.status.clone();
             match &change.action {
                 Action::Launch { launch, .. } if self.create_jobs => {
-                    let name = job_name(task, *launch);
+                    let name = task.identity().job_name(*launch);
                     let job = active_job(&name, &task.uid);
                     self.jobs.entry((NS.to_owned(), name)).or_insert(job);
                 }
@@ -451,7 +447,7 @@ fn phase_condition(status: &TaskStatus) -> &Condition {
         TaskPhase::Failed => cond::FAILED,
         TaskPhase::TimedOut => cond::TIMED_OUT,
     };
-    let found = condition(status, type_);
+    let found = status.condition(type_);
     assert!(
         found.is_some_and(|c| c.status == "True"),
         "phase {:?} without its condition: {:#?}",
@@ -636,7 +632,7 @@ fn pool_choice() {
                 assert_eq!(c.status.phase, TaskPhase::Admitted, "{what}");
                 assert_eq!(c.status.pool.as_deref(), Some(by), "{what}");
                 assert_eq!(c.status.launches, 1, "{what}");
-                let expected_job = job_name(sim.task(&name), 1);
+                let expected_job = sim.task(&name).identity().job_name(1);
                 assert_eq!(c.status.job_name.as_deref(), Some(&*expected_job), "{what}");
                 assert_eq!(last_attempt(&c.status).pool, by, "{what}");
             }

@@ -8,13 +8,14 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use clap::Parser;
-use esup_operator::cli;
+use esup_kube_common::cli;
+use esup_webhook::callback_tokens::CallbackTokens;
 use esup_webhook::dedup::Dedup;
-use esup_webhook::manager_api::App;
 use esup_webhook::notifier::NotifierConfig;
 use esup_webhook::rate_limit::ClientAddress;
 use esup_webhook::serve::{BodyTimeouts, ServeConfig};
 use esup_webhook::server::{self, Limits};
+use esup_webhook::state::App;
 use esup_webhook::store::{ResultStore, StoreConfig};
 use esup_webhook::tasks::Tasks;
 use esup_webhook::tenants::TokenTable;
@@ -172,22 +173,10 @@ async fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> Result<(), String> {
-    // One shutdown signal for both listeners.
-    let (stop, stopping) = tokio::sync::watch::channel(false);
-    tokio::spawn(async move {
-        cli::shutdown_signal().await;
-        let _ = stop.send(true);
-    });
-    let shutdown = move || {
-        let mut stopping = stopping.clone();
-        async move {
-            let _ = stopping.wait_for(|stop| *stop).await;
-        }
-    };
+    let shutdown = shutdown_signal();
     let client = kube::Client::try_default()
         .await
         .map_err(|e| format!("cannot configure the Kubernetes client: {e}"))?;
-    let tokens = Arc::new(RwLock::new(TokenTable::default()));
     let tenant_secrets = args
         .tenant_secrets_namespace
         .clone()
@@ -200,80 +189,27 @@ async fn run(args: Args) -> Result<(), String> {
         &cli::identity(None, "esup-webhook"),
         undecodable.clone(),
     );
+    let tokens = Arc::new(RwLock::new(TokenTable::default()));
     esup_webhook::tenant_watch::spawn(client.clone(), &tenant_secrets, tokens.clone(), &skip);
     let tasks = Tasks::start_reporting(client.clone(), Some(&skip));
-    let (pools, writer) = reflector::store();
-    let pool_stream = reflector::reflector(
-        writer,
-        esup_operator::watch_guard::guarded_watcher(
-            kube::Api::<kube::core::DeserializeGuard<esup_api::RunnerPool>>::all(client.clone()),
-            watcher::Config::default(),
-            skip.for_kind::<esup_api::RunnerPool>(),
-        ),
-    )
-    .default_backoff()
-    .applied_objects();
-    tokio::spawn(async move {
-        use futures::StreamExt;
-        futures::pin_mut!(pool_stream);
-        while pool_stream.next().await.is_some() {}
-    });
+    let pools = watch_pools(&client, &skip);
     let policy = UrlPolicy {
-        allowed_hosts: args.allowed_hosts,
-        private_hosts: args.private_hosts,
-        private_networks: args.private_networks,
+        allowed_hosts: args.allowed_hosts.clone(),
+        private_hosts: args.private_hosts.clone(),
+        private_networks: args.private_networks.clone(),
     };
-    let store_config = match args.s3_bucket {
-        Some(bucket) => StoreConfig::S3 {
-            allow_http: args
-                .s3_endpoint
-                .as_deref()
-                .is_some_and(|e| e.starts_with("http://")),
-            endpoint: args.s3_endpoint,
-            bucket,
-            region: args.s3_region,
-            access_key_id: args.s3_access_key_id,
-            secret_access_key: args.s3_secret_access_key,
-            prefix: args.s3_prefix,
-        },
-        None => StoreConfig::Filesystem {
-            root: args.results_dir,
-        },
-    };
+    let store_config = store_config(&args);
     let store = ResultStore::new(&store_config)
         .map_err(|e| format!("result store {store_config:?}: {e}"))?;
-    let identity = cli::identity(None, "esup-webhook");
-    let mut notifier = NotifierConfig::new(&args.namespace, identity, policy.clone());
-    notifier.tenant_secrets_namespace = tenant_secrets;
-    notifier.skip_report = Some(skip.clone());
-    notifier.read_timeout = args.notify_read_timeout;
-    notifier.retry_delays = esup_webhook::notifier::backoff_delays(args.notify_retry_base, 1.5, 5);
+    let mut notifier = notifier_config(&args, tenant_secrets, policy.clone(), &skip);
     let mut metrics = esup_webhook::metrics::Metrics::new(notifier.stats.clone());
     metrics.register_undecodable(&undecodable);
     let metrics = Arc::new(metrics);
     // The metrics port opens first: liveness holds while the caches list, readiness follows
     // them.
     let ready = Arc::new(AtomicBool::new(false));
-    let ops_listener = tokio::net::TcpListener::bind(args.metrics_listen)
-        .await
-        .map_err(|e| format!("cannot listen on {}: {e}", args.metrics_listen))?;
-    let ops_config = ServeConfig {
-        header_read_timeout: args.header_read_timeout,
-        body: BodyTimeouts {
-            idle: args.body_idle_timeout,
-            min_bytes_per_second: args.body_min_rate,
-        },
-        // Prometheus and the kubelet: a few at a time.
-        max_connections: 64,
-    };
-    let ops = tokio::spawn(esup_webhook::serve::serve(
-        ops_listener,
-        server::ops_routes(metrics.clone(), ready.clone()),
-        ops_config,
-        None,
-        shutdown(),
-    ));
-    tracing::info!(listen = %args.metrics_listen, "metrics and probes serving");
+    let serve_config = serve_config(&args);
+    let ops = serve_ops(&args, serve_config, &metrics, &ready, shutdown()).await?;
     notifier.results = Some(store.clone());
     // One Lease elects the replica that notifies and sweeps results.
     let leadership = esup_webhook::notifier::elect(client.clone(), &notifier);
@@ -289,6 +225,7 @@ async fn run(args: Args) -> Result<(), String> {
         dedup: Dedup::new(),
         pools,
         store,
+        callback_tokens: CallbackTokens::default(),
     });
     if !tasks.ready().await {
         return Err("the task caches could not start".to_owned());
@@ -303,6 +240,129 @@ async fn run(args: Args) -> Result<(), String> {
         args.results_sweep,
         leadership,
     ));
+    serve_api(args, serve_config, app, metrics, ready, shutdown()).await?;
+    let _ = ops.await;
+    Ok(())
+}
+
+/// One shutdown signal for both listeners: each call gives a future that ends with it.
+fn shutdown_signal() -> impl Fn() -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> {
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        cli::shutdown_signal().await;
+        let _ = stop.send(true);
+    });
+    move || {
+        let mut stopping = stopping.clone();
+        Box::pin(async move {
+            let _ = stopping.wait_for(|stop| *stop).await;
+        })
+    }
+}
+
+/// The RunnerPools, kept by a reflector.
+fn watch_pools(
+    client: &kube::Client,
+    skip: &esup_webhook::watch::SkipReport,
+) -> reflector::Store<esup_api::RunnerPool> {
+    let (pools, writer) = reflector::store();
+    let pool_stream = reflector::reflector(
+        writer,
+        esup_kube_common::watch::guarded_watcher(
+            kube::Api::<kube::core::DeserializeGuard<esup_api::RunnerPool>>::all(client.clone()),
+            watcher::Config::default(),
+            skip.for_kind::<esup_api::RunnerPool>(),
+        ),
+    )
+    .default_backoff()
+    .applied_objects();
+    tokio::spawn(async move {
+        use futures::StreamExt;
+        futures::pin_mut!(pool_stream);
+        while pool_stream.next().await.is_some() {}
+    });
+    pools
+}
+
+fn store_config(args: &Args) -> StoreConfig {
+    match &args.s3_bucket {
+        Some(bucket) => StoreConfig::S3 {
+            allow_http: args
+                .s3_endpoint
+                .as_deref()
+                .is_some_and(|e| e.starts_with("http://")),
+            endpoint: args.s3_endpoint.clone(),
+            bucket: bucket.clone(),
+            region: args.s3_region.clone(),
+            access_key_id: args.s3_access_key_id.clone(),
+            secret_access_key: args.s3_secret_access_key.clone(),
+            prefix: args.s3_prefix.clone(),
+        },
+        None => StoreConfig::Filesystem {
+            root: args.results_dir.clone(),
+        },
+    }
+}
+
+fn notifier_config(
+    args: &Args,
+    tenant_secrets: String,
+    policy: UrlPolicy,
+    skip: &esup_webhook::watch::SkipReport,
+) -> NotifierConfig {
+    let identity = cli::identity(None, "esup-webhook");
+    let mut notifier = NotifierConfig::new(&args.namespace, identity, policy);
+    notifier.tenant_secrets_namespace = tenant_secrets;
+    notifier.skip_report = Some(skip.clone());
+    notifier.read_timeout = args.notify_read_timeout;
+    notifier.retry_delays = esup_webhook::notifier::backoff_delays(args.notify_retry_base, 1.5, 5);
+    notifier
+}
+
+/// The listeners' timeouts; the metrics port's connection cap (Prometheus and the kubelet: a
+/// few at a time).
+fn serve_config(args: &Args) -> ServeConfig {
+    ServeConfig {
+        header_read_timeout: args.header_read_timeout,
+        body: BodyTimeouts {
+            idle: args.body_idle_timeout,
+            min_bytes_per_second: args.body_min_rate,
+        },
+        max_connections: 64,
+    }
+}
+
+/// Opens the metrics port (`/metrics`, `/healthz`, `/readyz`) and serves it until `shutdown`.
+async fn serve_ops(
+    args: &Args,
+    config: ServeConfig,
+    metrics: &Arc<esup_webhook::metrics::Metrics>,
+    ready: &Arc<AtomicBool>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<tokio::task::JoinHandle<()>, String> {
+    let listener = tokio::net::TcpListener::bind(args.metrics_listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", args.metrics_listen))?;
+    let ops = tokio::spawn(esup_webhook::serve::serve(
+        listener,
+        server::ops_routes(metrics.clone(), ready.clone()),
+        config,
+        None,
+        shutdown,
+    ));
+    tracing::info!(listen = %args.metrics_listen, "metrics and probes serving");
+    Ok(ops)
+}
+
+/// Opens the API port and serves it until `shutdown`, ready from now on.
+async fn serve_api(
+    args: Args,
+    config: ServeConfig,
+    app: Arc<App>,
+    metrics: Arc<esup_webhook::metrics::Metrics>,
+    ready: Arc<AtomicBool>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), String> {
     let client_address = ClientAddress {
         header: (!args.trusted_proxies.is_empty()).then_some(args.client_ip_header),
         trusted_proxies: args.trusted_proxies,
@@ -325,22 +385,19 @@ async fn run(args: Args) -> Result<(), String> {
     ready.store(true, Ordering::Relaxed);
     let api_config = ServeConfig {
         max_connections: args.max_connections,
-        ..ops_config
+        ..config
     };
-    let api_shutdown = shutdown();
-    let unready = ready.clone();
     esup_webhook::serve::serve(
         listener,
         server::routes(app, limits, surface),
         api_config,
         Some(metrics),
         async move {
-            api_shutdown.await;
+            shutdown.await;
             // Out of the Service's endpoints while open requests finish.
-            unready.store(false, Ordering::Relaxed);
+            ready.store(false, Ordering::Relaxed);
         },
     )
     .await;
-    let _ = ops.await;
     Ok(())
 }

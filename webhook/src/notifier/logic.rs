@@ -7,11 +7,11 @@
 
 use std::time::Duration;
 
+use esup_api::conditions::set_condition;
 use esup_api::conditions::{reason, task as cond};
 use esup_api::status::{NotificationState, NotificationStatus, TaskOutcome, TaskPhase, TaskStatus};
+use esup_api::task::TaskKey;
 use esup_api::wire::NotifyBody;
-use esup_operator::model::TaskKey;
-use esup_operator::status::set_condition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 
@@ -49,16 +49,6 @@ pub enum Step {
     WaitUntil(Timestamp),
 }
 
-/// The outcome Esup-Pod is told for a terminal phase.
-pub const fn outcome_of(phase: TaskPhase) -> Option<TaskOutcome> {
-    match phase {
-        TaskPhase::Succeeded => Some(TaskOutcome::Completed),
-        TaskPhase::Failed => Some(TaskOutcome::Failed),
-        TaskPhase::TimedOut => Some(TaskOutcome::Timeout),
-        TaskPhase::Pending | TaskPhase::Queued | TaskPhase::Admitted | TaskPhase::Running => None,
-    }
-}
-
 /// Sends allowed: the first plus one per retry delay.
 pub fn max_sends(retry_delays: &[Duration]) -> u32 {
     u32::try_from(retry_delays.len())
@@ -88,7 +78,7 @@ pub fn later(t: Timestamp, d: Duration) -> Timestamp {
 }
 
 pub fn next_step(view: &TaskView, max_sends: u32, now: Timestamp) -> Step {
-    let Some(outcome) = outcome_of(view.phase) else {
+    let Some(outcome) = view.phase.outcome() else {
         return Step::Skip;
     };
     if !view.has_notify {
@@ -324,36 +314,22 @@ pub fn notified_condition(
     conditions.pop()
 }
 
-/// `error_message` of the notify body: null on success; on failure the runner's report, else
-/// the terminal condition's message (the same order `/task/status` uses for `error`), else a
-/// generic line, because Esup-Pod shows a string for every failure.
-pub fn error_message(phase: TaskPhase, status: Option<&TaskStatus>) -> Option<String> {
-    let terminal = match phase {
-        TaskPhase::Failed => cond::FAILED,
-        TaskPhase::TimedOut => cond::TIMED_OUT,
-        _ => return None,
-    };
-    let non_empty = |s: &str| Some(s.trim()).filter(|s| !s.is_empty()).map(str::to_owned);
-    let reported = status
-        .and_then(|s| s.result.as_ref())
-        .and_then(|r| r.error_message.as_deref())
-        .and_then(non_empty);
-    let from_condition = || {
-        status
-            .and_then(|s| {
-                s.conditions
-                    .iter()
-                    .find(|c| c.type_ == terminal && c.status == "True")
-            })
-            .and_then(|c| non_empty(&c.message))
-    };
-    Some(reported.or_else(from_condition).unwrap_or_else(|| {
-        match phase {
-            TaskPhase::TimedOut => "Task timed out.",
-            _ => "Task failed.",
+/// `error_message` of the notify body ([`TaskStatus::error_message`]): null on success, and
+/// a string for every failure, since Esup-Pod shows one.
+fn error_message(phase: TaskPhase, status: Option<&TaskStatus>) -> Option<String> {
+    match status {
+        Some(status) if status.phase == phase => status.error_message(),
+        Some(status) => TaskStatus {
+            phase,
+            ..status.clone()
         }
-        .to_owned()
-    }))
+        .error_message(),
+        None => TaskStatus {
+            phase,
+            ..TaskStatus::default()
+        }
+        .error_message(),
+    }
 }
 
 /// The notify body of a terminal task; `None` before the end.
@@ -362,7 +338,7 @@ pub fn notify_body(
     phase: TaskPhase,
     status: Option<&TaskStatus>,
 ) -> Option<NotifyBody> {
-    let outcome = outcome_of(phase)?;
+    let outcome = phase.outcome()?;
     Some(NotifyBody {
         task_id: task_id.to_owned(),
         status: outcome.into(),
@@ -412,7 +388,7 @@ pub fn truncate(s: &str, max: usize) -> String {
 mod tests {
     use super::*;
     use esup_api::status::TaskResult;
-    use esup_operator::model::TaskKind;
+    use esup_api::task::TaskKind;
 
     fn at(secs: i64) -> Timestamp {
         Timestamp::from_second(1_800_000_000 + secs).expect("valid timestamp")

@@ -10,7 +10,9 @@
 use esup_api::SecretKeyRef;
 use k8s_openapi::api::core::v1::Secret;
 
-use crate::tenants::{TENANT_LABEL, is_token_key};
+use esup_api::labels::TENANT as TENANT_LABEL;
+
+use crate::tenants::is_token_key;
 
 /// Event reason and condition reason of a refused token reference.
 pub const NOTIFY_TOKEN_REFUSED: &str = "NotifyTokenRefused";

@@ -190,253 +190,37 @@ fn task_id_header() -> Value {
 
 /// One operation object.
 fn operation(route: Route, g: &mut SchemaGenerator) -> Value {
-    let mut op = Map::new();
-    let mut responses = Map::new();
-    let mut params: Vec<Value> = Vec::new();
+    let mut parts = Parts::default();
     let (tag, summary) = match route {
+        Route::Execute => submission(route, g, &mut parts),
+        Route::Status | Route::Result | Route::ResultFile | Route::Stop => {
+            task_reads(route, g, &mut parts)
+        }
+        Route::TaskList
+        | Route::ManagerHealth
+        | Route::ApiHealth
+        | Route::ApiVersion
+        | Route::ApiTasks
+        | Route::ApiRunners => listings(route, g, &mut parts),
+        Route::RunnerProgress | Route::RunnerCompletion | Route::RunnerUpload => {
+            runner_calls(route, g, &mut parts)
+        }
         Route::Root => {
-            responses.insert(
+            parts.responses.insert(
                 "200".into(),
                 json_body("Service information.", named("RootInfo")),
             );
             ("operations", "Service information")
         }
-        Route::Execute => {
-            op.insert(
-                "requestBody".into(),
-                json!({"required": true, "content": {"application/json": {
-                    "schema": schema_ref::<TaskRequest>(g),
-                    "example": {
-                        "etab_name": "Université X / Pod", "app_name": "Esup-Pod",
-                        "app_version": "4.2.0", "task_type": "encoding",
-                        "source_url": "https://pod.univ-x.example/media/videos/1234/source.mp4",
-                        "notify_url": "https://pod.univ-x.example/runner/notify_task_end/",
-                        "parameters": {"video_id": 1234, "video_slug": "1234-lecture"},
-                    },
-                }}}),
-            );
-            responses.insert(
-                "200".into(),
-                json_body(
-                    "Accepted; the same task id while the same request is in flight. A request whose only fault is in its `parameters` is accepted too: the task fails without running, `Invalid parameters for task type: ...`, as the reference runner fails it.",
-                    schema_ref::<ExecuteResponse>(g),
-                ),
-            );
-            responses.insert(
-                "400".into(),
-                error("`notify_url` refused by the URL policy."),
-            );
-            responses.insert("411".into(), error("No Content-Length."));
-            responses.insert("413".into(), error("Body over 1 MiB."));
-            responses.insert(
-                "422".into(),
-                error("Not a task request (body, top-level fields, `task_type`, URL form), or `source_url` or a dressing URL refused by the URL policy."),
-            );
-            responses.insert(
-                "503".into(),
-                error("`No runners available`: the tenant's backlog is full, no RunnerPool takes the task type for the tenant, or (admission mode `immediate`) none can start it now; Esup-Pod then tries its next manager. Also when the Kubernetes API is unavailable."),
-            );
-            ("esup-pod", "Submit a task")
-        }
-        Route::Status => {
-            params.push(task_id_param());
-            responses.insert(
-                "200".into(),
-                json_body(
-                    "The task, as the reference manager shows it.",
-                    schema_ref::<ManagerTask>(g),
-                ),
-            );
-            responses.insert("404".into(), error("No such task for this tenant."));
-            ("esup-pod", "A task's status")
-        }
-        Route::Result => {
-            params.push(task_id_param());
-            responses.insert(
-                "200".into(),
-                json!({
-                    "description": "The manifest of the result files, each with its sha256. Fetching it (or a file) turns a `warning` task `completed`, as the reference manager does.",
-                    "headers": task_id_header(),
-                    "content": {"application/json": {"schema": schema_ref::<Manifest>(g)}},
-                }),
-            );
-            responses.insert("400".into(), error("`Task failed: ...`."));
-            responses.insert("404".into(), error("No such task for this tenant."));
-            responses.insert("425".into(), error("`Task not completed. Status: ...`."));
-            ("esup-pod", "A completed task's manifest")
-        }
-        Route::ResultFile => {
-            params.push(task_id_param());
-            params.push(path_param(
-                "path",
-                "The file's path as the manifest lists it, percent-encoded; may contain `/`.",
-                json!({"type": "string"}),
-            ));
-            params.push(json!({"name": "Range", "in": "header", "required": false,
-                "description": "One byte range, `bytes=start-end`.", "schema": {"type": "string"}}));
-            let file_headers = json!({
-                "X-Task-ID": {"schema": {"type": "string"}},
-                "Content-Disposition": {"schema": {"type": "string"}},
-                "Accept-Ranges": {"schema": {"type": "string"}},
-            });
-            let binary = json!({"application/octet-stream": {"schema": {"type": "string", "contentMediaType": "application/octet-stream"}}});
-            responses.insert(
-                "200".into(),
-                json!({"description": "The file, streamed.", "headers": file_headers, "content": binary}),
-            );
-            responses.insert(
-                "206".into(),
-                json!({"description": "The requested range.", "headers": file_headers, "content": binary}),
-            );
-            responses.insert(
-                "400".into(),
-                error("An unsafe path (`..`, absolute) or a failed task."),
-            );
-            responses.insert("404".into(), error("No such task or file."));
-            responses.insert(
-                "416".into(),
-                json!({"description": "The range is outside the file.",
-                    "headers": {"Content-Range": {"schema": {"type": "string"}}}}),
-            );
-            responses.insert("425".into(), error("The task has not completed."));
-            responses.insert("503".into(), error("The result store is unavailable."));
-            ("esup-pod", "Download a result file")
-        }
-        Route::Stop => {
-            params.push(task_id_param());
-            responses.insert(
-                "200".into(),
-                json_body("The task had already ended.", named("StopAnswer")),
-            );
-            responses.insert(
-                "202".into(),
-                json_body(
-                    "Stop requested: the task ends `failed`, \"Cancelled by user.\", and is notified.",
-                    named("StopAnswer"),
-                ),
-            );
-            responses.insert("404".into(), error("No such task for this tenant."));
-            responses.insert("503".into(), error("The Kubernetes API is unavailable."));
-            ("esup-pod", "Cancel a task")
-        }
-        Route::TaskList => {
-            let task = schema_ref::<ManagerTask>(g);
-            responses.insert(
-                "200".into(),
-                json_body(
-                    "The caller's tasks by id.",
-                    json!({"type": "object", "additionalProperties": task}),
-                ),
-            );
-            ("esup-pod", "The caller's tasks")
-        }
-        Route::ManagerHealth | Route::ApiHealth => {
-            responses.insert(
-                "200".into(),
-                json_body("Healthy.", schema_ref::<HealthBody>(g)),
-            );
-            let summary = if route == Route::ManagerHealth {
-                "Health (the path Esup-Pod's admin checks)"
-            } else {
-                "Health (the path the reference runners check)"
-            };
-            ("esup-pod", summary)
-        }
-        Route::ApiVersion => {
-            responses.insert(
-                "200".into(),
-                json_body("The version.", schema_ref::<VersionBody>(g)),
-            );
-            ("esup-pod", "Version")
-        }
-        Route::ApiTasks => {
-            schema_ref::<ManagerStatus>(g);
-            responses.insert(
-                "200".into(),
-                json_body("The caller's tasks, in brief.", named("TaskSummaries")),
-            );
-            ("esup-pod", "The caller's tasks, in brief")
-        }
-        Route::ApiRunners => {
-            responses.insert(
-                "200".into(),
-                json_body(
-                    "The RunnerPools, as the reference manager lists runners.",
-                    named("Runners"),
-                ),
-            );
-            ("esup-pod", "Runners (RunnerPools)")
-        }
-        Route::RunnerProgress => {
-            params.extend(runner_params(None));
-            op.insert(
-                "requestBody".into(),
-                json!({"required": true, "content": {"application/json": {"schema": schema_ref::<ProgressReport>(g)}}}),
-            );
-            responses.insert("200".into(), json_body("Recorded.", named("Ack")));
-            responses.insert("400".into(), error("Not a progress report."));
-            responses.insert(
-                "409".into(),
-                error("An older launch than the task's latest, or the task has ended."),
-            );
-            responses.insert("411".into(), error("No Content-Length."));
-            responses.insert("413".into(), error("Body over 64 KiB."));
-            ("runner", "Report progress")
-        }
-        Route::RunnerCompletion => {
-            params.extend(runner_params(None));
-            op.insert(
-                "requestBody".into(),
-                json!({"required": true, "content": {"application/json": {"schema": schema_ref::<Completion>(g)}}}),
-            );
-            responses.insert(
-                "200".into(),
-                json_body("Recorded; the notifier takes over.", named("Ack")),
-            );
-            responses.insert(
-                "400".into(),
-                error("Not a completion, or a file not uploaded with that size."),
-            );
-            responses.insert(
-                "409".into(),
-                error("An older launch than the task's latest, or the task has ended."),
-            );
-            responses.insert("411".into(), error("No Content-Length."));
-            responses.insert("413".into(), error("Body over 1 MiB."));
-            ("runner", "Report the end of the task")
-        }
-        Route::RunnerUpload => {
-            params.extend(runner_params(Some(path_param(
-                "path",
-                "The file's path in the task's results, percent-encoded; may contain `/`.",
-                json!({"type": "string"}),
-            ))));
-            op.insert(
-                "requestBody".into(),
-                json!({"required": true, "content": {"application/octet-stream": {"schema": {"type": "string", "contentMediaType": "application/octet-stream"}}}}),
-            );
-            responses.insert(
-                "200".into(),
-                json_body(
-                    "Stored, with its sha256 and size.",
-                    schema_ref::<ResultFileEntry>(g),
-                ),
-            );
-            responses.insert("400".into(), error("An unsafe path (`..`, absolute)."));
-            responses.insert(
-                "409".into(),
-                error("An older launch than the task's latest, or the task has ended; nothing is stored."),
-            );
-            responses.insert(
-                "413".into(),
-                error("Over the largest file accepted (64 GiB)."),
-            );
-            ("runner", "Upload a result file")
-        }
         Route::OpenApi | Route::SwaggerUi | Route::Redoc | Route::Admin | Route::AdminIndex => {
             ("operations", "Documentation")
         }
     };
+    let Parts {
+        mut op,
+        params,
+        mut responses,
+    } = parts;
     schema_ref::<ErrorBody>(g);
     common_responses(route, &mut responses);
     op.insert("tags".into(), json!([tag]));
@@ -453,6 +237,331 @@ fn operation(route: Route, g: &mut SchemaGenerator) -> Value {
     op.insert("security".into(), security);
     op.insert("responses".into(), Value::Object(responses));
     Value::Object(op)
+}
+
+/// What an operation is made of, filled per route group.
+#[derive(Default)]
+struct Parts {
+    op: Map<String, Value>,
+    params: Vec<Value>,
+    responses: Map<String, Value>,
+}
+
+/// What a group's function gives a route of another group (`operation` never asks it).
+fn not_in_group(_: Route) -> (&'static str, &'static str) {
+    ("operations", "Documentation")
+}
+
+/// `POST /task/execute`.
+fn submission(
+    route: Route,
+    g: &mut SchemaGenerator,
+    parts: &mut Parts,
+) -> (&'static str, &'static str) {
+    match route {
+        Route::Execute => {
+            parts.op.insert(
+                "requestBody".into(),
+                json!({"required": true, "content": {"application/json": {
+                    "schema": schema_ref::<TaskRequest>(g),
+                    "example": {
+                        "etab_name": "Université X / Pod", "app_name": "Esup-Pod",
+                        "app_version": "4.2.0", "task_type": "encoding",
+                        "source_url": "https://pod.univ-x.example/media/videos/1234/source.mp4",
+                        "notify_url": "https://pod.univ-x.example/runner/notify_task_end/",
+                        "parameters": {"video_id": 1234, "video_slug": "1234-lecture"},
+                    },
+                }}}),
+            );
+            parts.responses.insert(
+                "200".into(),
+                json_body(
+                    "Accepted; the same task id while the same request is in flight. A request whose only fault is in its `parameters` is accepted too: the task fails without running, `Invalid parameters for task type: ...`, as the reference runner fails it.",
+                    schema_ref::<ExecuteResponse>(g),
+                ),
+            );
+            parts.responses.insert(
+                "400".into(),
+                error("`notify_url` refused by the URL policy."),
+            );
+            parts
+                .responses
+                .insert("411".into(), error("No Content-Length."));
+            parts
+                .responses
+                .insert("413".into(), error("Body over 1 MiB."));
+            parts.responses.insert(
+                "422".into(),
+                error("Not a task request (body, top-level fields, `task_type`, URL form), or `source_url` or a dressing URL refused by the URL policy."),
+            );
+            parts.responses.insert(
+                "503".into(),
+                error("`No runners available`: the tenant's backlog is full, no RunnerPool takes the task type for the tenant, or (admission mode `immediate`) none can start it now; Esup-Pod then tries its next manager. Also when the Kubernetes API is unavailable."),
+            );
+            ("esup-pod", "Submit a task")
+        }
+        _ => not_in_group(route),
+    }
+}
+
+/// The routes of one task: its status, result, files, cancellation.
+fn task_reads(
+    route: Route,
+    g: &mut SchemaGenerator,
+    parts: &mut Parts,
+) -> (&'static str, &'static str) {
+    match route {
+        Route::Status => {
+            parts.params.push(task_id_param());
+            parts.responses.insert(
+                "200".into(),
+                json_body(
+                    "The task, as the reference manager shows it.",
+                    schema_ref::<ManagerTask>(g),
+                ),
+            );
+            parts
+                .responses
+                .insert("404".into(), error("No such task for this tenant."));
+            ("esup-pod", "A task's status")
+        }
+        Route::Result => {
+            parts.params.push(task_id_param());
+            parts.responses.insert(
+                "200".into(),
+                json!({
+                    "description": "The manifest of the result files, each with its sha256. Fetching it (or a file) turns a `warning` task `completed`, as the reference manager does.",
+                    "headers": task_id_header(),
+                    "content": {"application/json": {"schema": schema_ref::<Manifest>(g)}},
+                }),
+            );
+            parts
+                .responses
+                .insert("400".into(), error("`Task failed: ...`."));
+            parts
+                .responses
+                .insert("404".into(), error("No such task for this tenant."));
+            parts
+                .responses
+                .insert("425".into(), error("`Task not completed. Status: ...`."));
+            ("esup-pod", "A completed task's manifest")
+        }
+        Route::ResultFile => {
+            parts.params.push(task_id_param());
+            parts.params.push(path_param(
+                "path",
+                "The file's path as the manifest lists it, percent-encoded; may contain `/`.",
+                json!({"type": "string"}),
+            ));
+            parts.params.push(json!({"name": "Range", "in": "header", "required": false,
+                "description": "One byte range, `bytes=start-end`.", "schema": {"type": "string"}}));
+            let file_headers = json!({
+                "X-Task-ID": {"schema": {"type": "string"}},
+                "Content-Disposition": {"schema": {"type": "string"}},
+                "Accept-Ranges": {"schema": {"type": "string"}},
+            });
+            let binary = json!({"application/octet-stream": {"schema": {"type": "string", "contentMediaType": "application/octet-stream"}}});
+            parts.responses.insert(
+                "200".into(),
+                json!({"description": "The file, streamed.", "headers": file_headers, "content": binary}),
+            );
+            parts.responses.insert(
+                "206".into(),
+                json!({"description": "The requested range.", "headers": file_headers, "content": binary}),
+            );
+            parts.responses.insert(
+                "400".into(),
+                error("An unsafe path (`..`, absolute) or a failed task."),
+            );
+            parts
+                .responses
+                .insert("404".into(), error("No such task or file."));
+            parts.responses.insert(
+                "416".into(),
+                json!({"description": "The range is outside the file.",
+                    "headers": {"Content-Range": {"schema": {"type": "string"}}}}),
+            );
+            parts
+                .responses
+                .insert("425".into(), error("The task has not completed."));
+            parts
+                .responses
+                .insert("503".into(), error("The result store is unavailable."));
+            ("esup-pod", "Download a result file")
+        }
+        Route::Stop => {
+            parts.params.push(task_id_param());
+            parts.responses.insert(
+                "200".into(),
+                json_body("The task had already ended.", named("StopAnswer")),
+            );
+            parts.responses.insert(
+                "202".into(),
+                json_body(
+                    "Stop requested: the task ends `failed`, \"Cancelled by user.\", and is notified.",
+                    named("StopAnswer"),
+                ),
+            );
+            parts
+                .responses
+                .insert("404".into(), error("No such task for this tenant."));
+            parts
+                .responses
+                .insert("503".into(), error("The Kubernetes API is unavailable."));
+            ("esup-pod", "Cancel a task")
+        }
+        _ => not_in_group(route),
+    }
+}
+
+/// The caller's tasks, the service's health, version and runners.
+fn listings(
+    route: Route,
+    g: &mut SchemaGenerator,
+    parts: &mut Parts,
+) -> (&'static str, &'static str) {
+    match route {
+        Route::TaskList => {
+            let task = schema_ref::<ManagerTask>(g);
+            parts.responses.insert(
+                "200".into(),
+                json_body(
+                    "The caller's tasks by id.",
+                    json!({"type": "object", "additionalProperties": task}),
+                ),
+            );
+            ("esup-pod", "The caller's tasks")
+        }
+        Route::ManagerHealth | Route::ApiHealth => {
+            parts.responses.insert(
+                "200".into(),
+                json_body("Healthy.", schema_ref::<HealthBody>(g)),
+            );
+            let summary = if route == Route::ManagerHealth {
+                "Health (the path Esup-Pod's admin checks)"
+            } else {
+                "Health (the path the reference runners check)"
+            };
+            ("esup-pod", summary)
+        }
+        Route::ApiVersion => {
+            parts.responses.insert(
+                "200".into(),
+                json_body("The version.", schema_ref::<VersionBody>(g)),
+            );
+            ("esup-pod", "Version")
+        }
+        Route::ApiTasks => {
+            schema_ref::<ManagerStatus>(g);
+            parts.responses.insert(
+                "200".into(),
+                json_body("The caller's tasks, in brief.", named("TaskSummaries")),
+            );
+            ("esup-pod", "The caller's tasks, in brief")
+        }
+        Route::ApiRunners => {
+            parts.responses.insert(
+                "200".into(),
+                json_body(
+                    "The RunnerPools, as the reference manager lists runners.",
+                    named("Runners"),
+                ),
+            );
+            ("esup-pod", "Runners (RunnerPools)")
+        }
+        _ => not_in_group(route),
+    }
+}
+
+/// The runners' callbacks.
+fn runner_calls(
+    route: Route,
+    g: &mut SchemaGenerator,
+    parts: &mut Parts,
+) -> (&'static str, &'static str) {
+    match route {
+        Route::RunnerProgress => {
+            parts.params.extend(runner_params(None));
+            parts.op.insert(
+                "requestBody".into(),
+                json!({"required": true, "content": {"application/json": {"schema": schema_ref::<ProgressReport>(g)}}}),
+            );
+            parts
+                .responses
+                .insert("200".into(), json_body("Recorded.", named("Ack")));
+            parts
+                .responses
+                .insert("400".into(), error("Not a progress report."));
+            parts.responses.insert(
+                "409".into(),
+                error("An older launch than the task's latest, or the task has ended."),
+            );
+            parts
+                .responses
+                .insert("411".into(), error("No Content-Length."));
+            parts
+                .responses
+                .insert("413".into(), error("Body over 64 KiB."));
+            ("runner", "Report progress")
+        }
+        Route::RunnerCompletion => {
+            parts.params.extend(runner_params(None));
+            parts.op.insert(
+                "requestBody".into(),
+                json!({"required": true, "content": {"application/json": {"schema": schema_ref::<Completion>(g)}}}),
+            );
+            parts.responses.insert(
+                "200".into(),
+                json_body("Recorded; the notifier takes over.", named("Ack")),
+            );
+            parts.responses.insert(
+                "400".into(),
+                error("Not a completion, or a file not uploaded with that size."),
+            );
+            parts.responses.insert(
+                "409".into(),
+                error("An older launch than the task's latest, or the task has ended."),
+            );
+            parts
+                .responses
+                .insert("411".into(), error("No Content-Length."));
+            parts
+                .responses
+                .insert("413".into(), error("Body over 1 MiB."));
+            ("runner", "Report the end of the task")
+        }
+        Route::RunnerUpload => {
+            parts.params.extend(runner_params(Some(path_param(
+                "path",
+                "The file's path in the task's results, percent-encoded; may contain `/`.",
+                json!({"type": "string"}),
+            ))));
+            parts.op.insert(
+                "requestBody".into(),
+                json!({"required": true, "content": {"application/octet-stream": {"schema": {"type": "string", "contentMediaType": "application/octet-stream"}}}}),
+            );
+            parts.responses.insert(
+                "200".into(),
+                json_body(
+                    "Stored, with its sha256 and size.",
+                    schema_ref::<ResultFileEntry>(g),
+                ),
+            );
+            parts
+                .responses
+                .insert("400".into(), error("An unsafe path (`..`, absolute)."));
+            parts.responses.insert(
+                "409".into(),
+                error("An older launch than the task's latest, or the task has ended; nothing is stored."),
+            );
+            parts.responses.insert(
+                "413".into(),
+                error("Over the largest file accepted (64 GiB)."),
+            );
+            ("runner", "Upload a result file")
+        }
+        _ => not_in_group(route),
+    }
 }
 
 /// Schemas of the answers built with `json!` in the handlers, and of the rate-limit answer.

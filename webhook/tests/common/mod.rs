@@ -9,12 +9,12 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use esup_webhook::manager_api::App;
 use esup_webhook::metrics::Metrics;
 use esup_webhook::openapi::DocsAssets;
 use esup_webhook::rate_limit::ClientAddress;
 use esup_webhook::serve::{BodyTimeouts, ServeConfig};
 use esup_webhook::server::{self, Limits, Surface};
+use esup_webhook::state::App;
 use esup_webhook::tenants::{TenantSecret, TokenTable};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -46,6 +46,7 @@ pub fn offline_app(results: &std::path::Path) -> Arc<App> {
         dedup: esup_webhook::dedup::Dedup::new(),
         pools,
         store,
+        callback_tokens: Default::default(),
     })
 }
 
