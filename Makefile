@@ -8,10 +8,15 @@ ESUP_CLUSTER_DIR ?= /var/lib/esup-cluster
 export KUBECONFIG := $(ESUP_CLUSTER_DIR)/kubeconfig
 CARGO ?= cargo
 
-.PHONY: test deps lint unit e2e helm-test models models-test models-check crds crds-check integration cluster-up cluster-down demo demo-down toolchain
+.PHONY: test prune-cache deps lint unit e2e helm-test models models-test models-check crds crds-check integration cluster-up cluster-down demo demo-down toolchain
 
 ## test: formatting, clippy, unit tests, CRD drift, then integration tests on the local cluster
-test: lint unit crds-check models-check integration
+test: prune-cache lint unit crds-check models-check integration
+
+## prune-cache: remove test executables a newer build replaced (a shared build cache otherwise
+## grows until the disk is full, and the local cluster's kubelet then evicts pods)
+prune-cache:
+	scripts/prune-build-cache "$(CARGO_TARGET_DIR)"
 
 toolchain:
 	@command -v $(CARGO) >/dev/null || { echo "cargo not found: install Rust (rustup)"; exit 1; }

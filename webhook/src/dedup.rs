@@ -18,7 +18,7 @@ use k8s_openapi::jiff::Timestamp;
 use sha2::{Digest, Sha256};
 
 use crate::error::ApiError;
-use crate::tasks::AnyTask;
+use crate::tasks::{AnyTask, Created};
 
 /// Names tried before giving up: each step past the first means that the previous epoch's
 /// task had ended, so this is only reached by a chain changing under heavy contention.
@@ -94,14 +94,6 @@ pub fn start(links: &[Link], recent: Option<u64>, root: u64) -> Start {
         (None, Some(r)) => Start::Create(r),
         (None, None) => Start::Create(root),
     }
-}
-
-/// What a create under a chain's name gave.
-pub enum Created {
-    /// This request's task.
-    New(AnyTask),
-    /// The name was taken: the task under it, if it still exists.
-    Taken(Option<AnyTask>),
 }
 
 /// The outcome of a submission.

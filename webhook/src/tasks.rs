@@ -18,7 +18,6 @@ use kube::{Client, Resource};
 use serde::de::DeserializeOwned;
 use warp::http::StatusCode;
 
-use crate::dedup::Created;
 use crate::error::ApiError;
 use crate::watch::SkipReport;
 
@@ -102,6 +101,14 @@ impl AnyTask {
         self.status()
             .map_or(ManagerStatus::Running, TaskStatus::manager_status)
     }
+}
+
+/// What a create under a chain's name gave.
+pub enum Created {
+    /// This request's task.
+    New(AnyTask),
+    /// The name was taken: the task under it, if it still exists.
+    Taken(Option<AnyTask>),
 }
 
 /// A tenant's tasks as a submission sees them ([`Tasks::submission_view`]).

@@ -222,4 +222,30 @@ mod tests {
         }
         assert_eq!(Route::any_for_path("/task/execute"), Some(Route::Execute));
     }
+
+    /// The operator hands runners their callback URLs from `esup_api::runner::TaskCallbacks`;
+    /// the runner routes must serve exactly those, for both kinds.
+    #[test]
+    fn runner_routes_serve_the_contracts_callback_urls() {
+        use esup_api::runner::TaskCallbacks;
+        for kind in esup_api::task::TaskKind::ALL {
+            let callbacks = TaskCallbacks::new("http://webhook:8080", kind, "pod-univ-x", "t-1");
+            let path = |url: String| url.trim_start_matches("http://webhook:8080").to_owned();
+            for (method, url, route) in [
+                ("POST", callbacks.progress(), Route::RunnerProgress),
+                ("POST", callbacks.completion(), Route::RunnerCompletion),
+                (
+                    "PUT",
+                    callbacks.file("sub/cours d'été.mp4"),
+                    Route::RunnerUpload,
+                ),
+            ] {
+                assert_eq!(
+                    Route::classify(method, &path(url.clone())),
+                    Some(route),
+                    "{method} {url}"
+                );
+            }
+        }
+    }
 }
