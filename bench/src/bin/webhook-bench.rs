@@ -29,7 +29,7 @@ use esup_api::labels::{
 use esup_bench::cluster::{Res, apply_namespace, call, client, install_crds};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -61,6 +61,8 @@ const NS: &str = "bench-wh";
 const RAW_NS: &str = "bench-raw";
 const TENANT: &str = "bench";
 const SECRET: &str = "tenant-bench";
+/// A suspended pool that makes the bench's tenant eligible for transcriptions.
+const BENCH_POOL: &str = "bench-webhook";
 const TOKEN: &str = "bench-token-0123456789";
 
 #[derive(Parser, Debug)]
@@ -212,7 +214,7 @@ async fn run(args: &Args) -> Res<()> {
     // The tasks Esup-Pod reads: every executed one, completed with a result.
     let ids = executed_ids(&client).await?;
     log(&format!("completing {} executed tasks", ids.len()));
-    complete_tasks(&client, &ids).await?;
+    complete_tasks(&client, &ids, &webhook.results).await?;
     let mut conns = load::open_many(addr, args.clients).await?;
     wait_results_served(&mut conns[0], &ids).await?;
     let ids = Arc::new(ids);
@@ -310,6 +312,25 @@ async fn apply_tenant(client: &Client) -> Res<()> {
         ),
     )
     .await?;
+    // The webhook refuses a task type no RunnerPool takes for the tenant (503, as the
+    // reference manager does when no runner can take it). No operator runs here: a suspended
+    // pool makes the tenant eligible and never runs anything.
+    let pool: esup_api::RunnerPool = serde_json::from_value(json!({
+        "apiVersion": "runner.esup-portail.org/v1alpha1", "kind": "RunnerPool",
+        "metadata": {"name": BENCH_POOL},
+        "spec": {"taskTypes": ["Transcription"], "priority": 1, "maxConcurrency": 1,
+                 "suspend": true, "tenants": [{"name": TENANT}]},
+    }))
+    .map_err(|e| format!("RunnerPool: {e}"))?;
+    call(
+        "apply the bench's RunnerPool",
+        Api::<esup_api::RunnerPool>::all(client.clone()).patch(
+            BENCH_POOL,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&pool),
+        ),
+    )
+    .await?;
     Ok(())
 }
 
@@ -320,7 +341,7 @@ struct WebhookProcess {
     child: tokio::process::Child,
     pid: u32,
     addr: SocketAddr,
-    _results: PathBuf,
+    results: PathBuf,
 }
 
 impl WebhookProcess {
@@ -404,14 +425,14 @@ impl WebhookProcess {
             child,
             pid,
             addr,
-            _results: results,
+            results,
         })
     }
 
     async fn stop(mut self) {
         let _ = self.child.start_kill();
         let _ = self.child.wait().await;
-        let _ = std::fs::remove_dir_all(&self._results);
+        let _ = std::fs::remove_dir_all(&self.results);
     }
 }
 
@@ -577,21 +598,33 @@ async fn executed_ids(client: &Client) -> Res<Vec<String>> {
 }
 
 /// Marks each task Succeeded with a result, as the runner's completion does through the
-/// webhook, so that `/task/result` answers 200 with a manifest.
-async fn complete_tasks(client: &Client, ids: &[String]) -> Res<()> {
+/// webhook, so that `/task/result` answers 200 with a manifest: launch 1, its script output
+/// in the result store (`<uid>/1/script_output` under the webhook's `--results-dir`), as the
+/// webhook records results since the output moved out of the task.
+async fn complete_tasks(client: &Client, ids: &[String], results_dir: &Path) -> Res<()> {
     let api: Api<TranscriptionTask> = Api::namespaced(client.clone(), NS);
     let now = Timestamp::now().to_string();
+    let script = "[info_script.log]\nok\n";
     let results: Vec<Res<()>> = futures::stream::iter(ids.iter().cloned())
         .map(|id| {
             let api = api.clone();
             let now = now.clone();
             async move {
+                let task = call(&format!("get {id}"), api.get(&id)).await?;
+                let uid = task.metadata.uid.unwrap_or_default();
+                let key = format!("{uid}/1/script_output");
+                let path = results_dir.join(&key);
+                if let Some(dir) = path.parent() {
+                    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+                }
+                std::fs::write(&path, script).map_err(|e| format!("{}: {e}", path.display()))?;
                 let files: Vec<Value> = ["audio_192k_lecture.vtt", "audio_192k_lecture.srt", "info_script.log"]
                     .iter()
                     .map(|p| json!({"path": p, "sha256": format!("{:064x}", id.len() * 7919 + p.len()), "sizeBytes": 4096}))
                     .collect();
                 let patch = json!({"status": {"phase": "Succeeded", "result": {
-                    "outcome": "Completed", "files": files, "scriptOutput": "[info_script.log]\nok\n",
+                    "outcome": "Completed", "files": files, "launch": 1,
+                    "scriptOutputRef": {"key": key, "sizeBytes": script.len()},
                     "reportTime": now}}});
                 call(
                     &format!("complete {id}"),
