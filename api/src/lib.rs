@@ -52,6 +52,17 @@ pub fn custom_resource_definitions()
     ]
 }
 
+/// At most `max` characters of `s`, a cut marked with an ellipsis: for messages built from
+/// input without a bound of its own (condition messages, Events, annotations).
+pub fn truncate_chars(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_owned();
+    }
+    let mut out: String = s.chars().take(max.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
+
 /// Lowercase hexadecimal, as sha256 digests are written in manifests and statuses.
 pub fn lower_hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";

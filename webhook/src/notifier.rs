@@ -717,7 +717,7 @@ impl Notifier {
         let event = Event {
             type_: EventType::Warning,
             reason: NOTIFY_TOKEN_REFUSED.to_owned(),
-            note: Some(logic::truncate(&refusal.to_string(), 1024)),
+            note: Some(esup_api::truncate_chars(&refusal.to_string(), 1024)),
             action: "Notify".to_owned(),
             secondary: None,
         };

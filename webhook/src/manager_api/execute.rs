@@ -34,7 +34,9 @@ pub async fn execute(app: &App, caller: Caller, body: &[u8]) -> Result<Accepted,
     let plan = decide(app, &caller.tenant, &request, submission.spec.clone())?;
     let invalid_parameters = submission
         .invalid_parameters
-        .map(|e| bounded_message(&e.to_string()));
+        // Cut to what a condition message and an annotation hold well: the list of invalid
+        // keys comes from the request and has no bound of its own.
+        .map(|e| esup_api::truncate_chars(&e.to_string(), 1024));
     let tenant = &caller.tenant;
     let task_name = match create(app, tenant, &plan, invalid_parameters.as_deref()).await? {
         Submitted::Existing(task) => {
@@ -242,16 +244,4 @@ fn task_metadata(
         annotations: Some(annotations),
         ..ObjectMeta::default()
     }
-}
-
-/// The reason a task fails, cut to what a condition message and an annotation hold well: the
-/// list of invalid keys comes from the request and has no bound of its own.
-fn bounded_message(message: &str) -> String {
-    const MAX_CHARS: usize = 1024;
-    if message.chars().count() <= MAX_CHARS {
-        return message.to_owned();
-    }
-    let mut cut: String = message.chars().take(MAX_CHARS - 1).collect();
-    cut.push('…');
-    cut
 }

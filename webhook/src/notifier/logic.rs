@@ -220,12 +220,12 @@ pub fn after_send(
         },
         SendOutcome::Refused(why) | SendOutcome::TokenRefused(why) => NotificationStatus {
             state: NotificationState::Exhausted,
-            last_error: Some(truncate(why, MAX_LAST_ERROR_CHARS)),
+            last_error: Some(esup_api::truncate_chars(why, MAX_LAST_ERROR_CHARS)),
             ..base
         },
         SendOutcome::Failed(why) => {
             let index = usize::try_from(recorded.attempts.saturating_sub(1)).unwrap_or(usize::MAX);
-            let last_error = Some(truncate(why, MAX_LAST_ERROR_CHARS));
+            let last_error = Some(esup_api::truncate_chars(why, MAX_LAST_ERROR_CHARS));
             match retry_delays.get(index) {
                 Some(delay) => NotificationStatus {
                     state: NotificationState::Retrying,
@@ -253,7 +253,7 @@ pub fn interrupted(recorded: &NotificationStatus) -> NotificationStatus {
     NotificationStatus {
         state: NotificationState::Exhausted,
         next_attempt_time: None,
-        last_error: Some(truncate(&why, MAX_LAST_ERROR_CHARS)),
+        last_error: Some(esup_api::truncate_chars(&why, MAX_LAST_ERROR_CHARS)),
         ..recorded.clone()
     }
 }
@@ -372,16 +372,6 @@ pub fn status_patch(
         "metadata": metadata,
         "status": status,
     })
-}
-
-/// At most `max` characters, the cut marked with an ellipsis.
-pub fn truncate(s: &str, max: usize) -> String {
-    if s.chars().count() <= max {
-        return s.to_owned();
-    }
-    let mut out: String = s.chars().take(max.saturating_sub(1)).collect();
-    out.push('…');
-    out
 }
 
 #[cfg(test)]
@@ -983,9 +973,9 @@ mod tests {
 
     #[test]
     fn truncation_counts_characters() {
-        assert_eq!(truncate("abc", 3), "abc");
-        assert_eq!(truncate("abcd", 3), "ab…");
-        assert_eq!(truncate("ééé", 2), "é…");
+        assert_eq!(esup_api::truncate_chars("abc", 3), "abc");
+        assert_eq!(esup_api::truncate_chars("abcd", 3), "ab…");
+        assert_eq!(esup_api::truncate_chars("ééé", 2), "é…");
         let long = "x".repeat(5000);
         let rec = after_send(
             &fresh(TaskOutcome::Failed),
