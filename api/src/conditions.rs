@@ -74,8 +74,11 @@ pub mod pool {
     pub const SUSPENDED: &str = "Suspended";
 }
 
-/// Reasons, in Kueue's and Kubernetes' vocabulary.
+/// Reasons, in Kueue's and Kubernetes' vocabulary, grouped by the condition that carries
+/// them. Each is also the reason of the Event that reports the change and, for an attempt's
+/// end, the `reason` label of the metrics.
 pub mod reason {
+    // A task's `Queued` and `Admitted`: why it waits, and how it was admitted.
     pub const WAITING_FOR_CAPACITY: &str = "WaitingForCapacity";
     pub const NO_ELIGIBLE_POOL: &str = "NoEligiblePool";
     /// The task's namespace has no runner NetworkPolicy and the operator requires one.
@@ -85,8 +88,12 @@ pub mod reason {
     pub const OVERFLOWED: &str = "Overflowed";
     pub const BACKING_OFF: &str = "BackingOff";
     pub const JOB_CREATED: &str = "JobCreated";
+
+    // A task's `Running` and `Succeeded`.
     pub const POD_RUNNING: &str = "PodRunning";
     pub const COMPLETED: &str = "Completed";
+
+    // A task's `Failed` or `TimedOut`, and the end of one attempt (`status.attempts[].reason`).
     pub const INVALID_INPUT: &str = "InvalidInput";
     /// The request's parameters are invalid: the task fails without running.
     pub const INVALID_PARAMETERS: &str = "InvalidParameters";
@@ -95,11 +102,26 @@ pub mod reason {
     pub const EXECUTION_DEADLINE_EXCEEDED: &str = "ExecutionDeadlineExceeded";
     pub const NO_PROGRESS: &str = "NoProgress";
     pub const CANCELLED: &str = "Cancelled";
+    /// The runner exited with an error that another attempt may not meet.
+    pub const RUNNER_FAILED: &str = "RunnerFailed";
+    /// The attempt's Job or pod went away without a verdict.
+    pub const POD_LOST: &str = "PodLost";
     pub const EVICTED: &str = "Evicted";
     pub const PREEMPTED: &str = "Preempted";
     pub const OOM_KILLED: &str = "OOMKilled";
     pub const IMAGE_PULL_FAILED: &str = "ImagePullFailed";
     pub const NODE_LOST: &str = "NodeLost";
+
+    // A task's `Notified`.
     pub const DELIVERED: &str = "Delivered";
     pub const DELIVERY_FAILED: &str = "DeliveryFailed";
+
+    // A pool's `Ready`: admitting, or why not (with `POOL_SUSPENDED`).
+    pub const ADMITTING: &str = "Admitting";
+    pub const NO_MATCHING_NODES: &str = "NoMatchingNodes";
+    pub const NO_GPUS: &str = "NoGPUs";
+
+    // A pool's `Suspended`.
+    pub const SUSPENDED_BY_SPEC: &str = "SuspendedBySpec";
+    pub const NOT_SUSPENDED: &str = "NotSuspended";
 }

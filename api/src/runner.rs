@@ -42,19 +42,26 @@ pub mod env {
     pub const CALLBACK_TOKEN: &str = "ESUP_CALLBACK_TOKEN";
 }
 
-/// The runner callbacks' routes on the webhook: `/runner/v1/<plural>/<namespace>/<name>/`
-/// followed by one of [`callback_path`]'s endpoints. The operator gives each runner its task's
-/// base ([`TaskCallbacks::new`]), the runner appends the endpoints, and the webhook serves
-/// these same segments.
+/// A task's base path under the webhook, OpenAPI-style; each callback appends one segment.
+macro_rules! task_base_template {
+    () => {
+        "/runner/v1/{plural}/{namespace}/{name}"
+    };
+}
+
+/// The runner callbacks' routes on the webhook, as OpenAPI path templates: the one spelling
+/// that the webhook serves ([`Route::template`] there) and [`TaskCallbacks`] fills in for
+/// the operator, which gives each runner its task's base, and for the runner, which appends
+/// the endpoints.
 pub mod callback_path {
-    /// The prefix of every runner route.
-    pub const PREFIX: [&str; 2] = ["runner", "v1"];
+    /// A task's base: `{plural}` is the kind's plural, `{namespace}` and `{name}` the task's.
+    pub const TASK_BASE: &str = task_base_template!();
     /// `POST`: a progress report.
-    pub const PROGRESS: &str = "progress";
+    pub const PROGRESS: &str = concat!(task_base_template!(), "/progress");
     /// `POST`: the completion, with the manifest.
-    pub const COMPLETION: &str = "completion";
-    /// `PUT files/<path>`: one output file.
-    pub const FILES: &str = "files";
+    pub const COMPLETION: &str = concat!(task_base_template!(), "/completion");
+    /// `PUT`: one output file; `{path}` is the rest of the URL, slashes included.
+    pub const FILES: &str = concat!(task_base_template!(), "/files/{path}");
 }
 
 /// The callback URLs of one task, from the base the operator hands its runner
@@ -72,13 +79,13 @@ impl TaskCallbacks {
         namespace: &str,
         name: &str,
     ) -> Self {
-        let [runner, version] = callback_path::PREFIX;
+        // The values are DNS labels, so no placeholder can appear in what a replace inserts.
+        let task_base = callback_path::TASK_BASE
+            .replace("{plural}", kind.plural())
+            .replace("{namespace}", namespace)
+            .replace("{name}", name);
         Self {
-            base: format!(
-                "{}/{runner}/{version}/{}/{namespace}/{name}",
-                webhook_base.trim_end_matches('/'),
-                kind.plural()
-            ),
+            base: format!("{}{task_base}", webhook_base.trim_end_matches('/')),
         }
     }
 
@@ -94,22 +101,27 @@ impl TaskCallbacks {
     }
 
     pub fn progress(&self) -> String {
-        format!("{}/{}", self.base, callback_path::PROGRESS)
+        self.endpoint(callback_path::PROGRESS)
     }
 
     pub fn completion(&self) -> String {
-        format!("{}/{}", self.base, callback_path::COMPLETION)
+        self.endpoint(callback_path::COMPLETION)
+    }
+
+    /// The task's base followed by what `template` adds to [`callback_path::TASK_BASE`].
+    fn endpoint(&self, template: &str) -> String {
+        let suffix = template
+            .strip_prefix(callback_path::TASK_BASE)
+            .unwrap_or(template);
+        format!("{}{suffix}", self.base)
     }
 
     /// The upload URL of the output at `path` (relative, `/`-separated), each segment
     /// percent-encoded so that any UTF-8 name travels as is.
     pub fn file(&self, path: &str) -> String {
-        format!(
-            "{}/{}/{}",
-            self.base,
-            callback_path::FILES,
-            encode_path(path)
-        )
+        let files = self.endpoint(callback_path::FILES);
+        let files = files.strip_suffix("{path}").unwrap_or(&files);
+        format!("{files}{}", encode_path(path))
     }
 }
 

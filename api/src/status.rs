@@ -43,6 +43,21 @@ impl TaskPhase {
 }
 
 /// Observed state of an EncodingTask or TranscriptionTask.
+//
+// Several writers share it through server-side apply, each part under its own field
+// manager, so that no writer's apply removes another's fields (an apply drops the fields
+// its manager set before and leaves out now):
+//
+// | Fields | Field manager | Writer |
+// |---|---|---|
+// | everything not below: phase, conditions except `Notified`, pools, Job and node, attempts and launches, queue, times | `esup-operator` | the operator's scheduler |
+// | `progress` | `esup-webhook-progress` | the webhook, from the runner's progress reports |
+// | `result` | `esup-webhook-result` | the webhook, from the runner's completion (conditional on the resourceVersion read) |
+// | `resultFetchTime` | `esup-webhook-fetch` | the webhook, when Esup-Pod fetches a `warning` task's result |
+// | `notification`, the `Notified` condition | `esup-webhook-notifier` | the notifier (leader replica) |
+//
+// The operator reads `result` to end an attempt, and never writes it; the webhook never
+// writes the phase.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TaskStatus {

@@ -42,6 +42,44 @@ where
     .expect("applied");
 }
 
+/// A tenant as the webhook reads it: a Secret labelled with the tenant's name in
+/// `esup-system`, holding its token, its task namespace, its backlog bound and its admission
+/// mode (docs/webhook.md, "Tenants").
+#[derive(Clone, Copy, Debug)]
+pub struct TenantSecret<'a> {
+    /// The Secret's name.
+    pub secret: &'a str,
+    pub tenant: &'a str,
+    pub token: &'a str,
+    /// Where its tasks are created.
+    pub namespace: &'a str,
+    pub max_backlog: u32,
+    /// `queue` or `immediate`; unset: the webhook's default (`queue`).
+    pub admission: Option<&'a str>,
+}
+
+impl TenantSecret<'_> {
+    pub async fn apply(&self, client: &Client) {
+        let mut data = serde_json::json!({
+            "token": self.token,
+            "namespace": self.namespace,
+            "maxBacklog": self.max_backlog.to_string(),
+        });
+        if let Some(mode) = self.admission {
+            data["admission"] = mode.into();
+        }
+        let secrets =
+            Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client.clone(), "esup-system");
+        let secret = serde_json::json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": self.secret, "namespace": "esup-system",
+                         "labels": {"runner.esup-portail.org/tenant": self.tenant}},
+            "stringData": data,
+        });
+        apply(&secrets, self.secret, secret).await;
+    }
+}
+
 /// The stand-in runner image (`e2e/images/build-runner-standin`).
 pub const STANDIN_IMAGE: &str = "esup.local/esup-runner-standin:dev";
 

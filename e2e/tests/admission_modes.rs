@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use esup_api::{RunnerPool, TaskPhase, TranscriptionTask};
 use esup_e2e::{
-    OperatorProcess, WebhookProcess, apply, client, fresh_namespace, install_crds, wait_for,
+    OperatorProcess, TenantSecret, WebhookProcess, apply, client, fresh_namespace, install_crds,
+    wait_for,
 };
-use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, DeleteParams, ListParams};
 
 const NS: &str = "esup-e2e-adm";
@@ -19,17 +19,15 @@ const POOL: &str = "e2e-adm";
 const QUEUE_TOKEN: &str = "e2e-token-univ-adm-queue";
 const IMMEDIATE_TOKEN: &str = "e2e-token-univ-adm-now";
 
-fn tenant(name: &str, token: &str, admission: Option<&str>) -> serde_json::Value {
-    let mut data = serde_json::json!({"token": token, "namespace": NS, "maxBacklog": "10"});
-    if let Some(mode) = admission {
-        data["admission"] = mode.into();
+fn tenant<'a>(name: &'a str, token: &'a str, admission: Option<&'a str>) -> TenantSecret<'a> {
+    TenantSecret {
+        secret: name,
+        tenant: name,
+        token,
+        namespace: NS,
+        max_backlog: 10,
+        admission,
     }
-    serde_json::json!({
-        "apiVersion": "v1", "kind": "Secret",
-        "metadata": {"name": name, "namespace": "esup-system",
-                     "labels": {"runner.esup-portail.org/tenant": name}},
-        "stringData": data,
-    })
 }
 
 /// A transcription whose stand-in runner works `seconds`.
@@ -55,19 +53,12 @@ async fn queue_mode_queues_in_the_cluster_and_immediate_mode_leaves_the_queue_to
     let _ = tasks
         .delete_collection(&DeleteParams::default(), &ListParams::default())
         .await;
-    let secrets = Api::<Secret>::namespaced(client.clone(), "esup-system");
-    apply(
-        &secrets,
-        "univ-adm-queue",
-        tenant("univ-adm-queue", QUEUE_TOKEN, None),
-    )
-    .await;
-    apply(
-        &secrets,
-        "univ-adm-now",
-        tenant("univ-adm-now", IMMEDIATE_TOKEN, Some("immediate")),
-    )
-    .await;
+    tenant("univ-adm-queue", QUEUE_TOKEN, None)
+        .apply(&client)
+        .await;
+    tenant("univ-adm-now", IMMEDIATE_TOKEN, Some("immediate"))
+        .apply(&client)
+        .await;
     let pools = Api::<RunnerPool>::all(client.clone());
     apply(
         &pools,

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use esup_api::{RunnerPool, TaskPhase, TranscriptionTask};
 use esup_e2e::{
-    EsupPodStandIn, FIELD_MANAGER, OperatorProcess, WebhookProcess, client, fresh_namespace,
-    install_crds, wait_for,
+    EsupPodStandIn, FIELD_MANAGER, OperatorProcess, TenantSecret, WebhookProcess, client,
+    fresh_namespace, install_crds, wait_for,
 };
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
@@ -41,20 +41,16 @@ async fn tenant_secret(
     namespace: &str,
     backlog: u32,
 ) {
-    let secret: Secret = serde_json::from_value(serde_json::json!({
-        "apiVersion": "v1", "kind": "Secret",
-        "metadata": {"name": name, "namespace": "esup-system", "labels": {"runner.esup-portail.org/tenant": tenant}},
-        "stringData": {"token": token, "namespace": namespace, "maxBacklog": backlog.to_string()},
-    }))
-    .unwrap();
-    Api::<Secret>::namespaced(client.clone(), "esup-system")
-        .patch(
-            name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&secret),
-        )
-        .await
-        .unwrap();
+    TenantSecret {
+        secret: name,
+        tenant,
+        token,
+        namespace,
+        max_backlog: backlog,
+        admission: None,
+    }
+    .apply(client)
+    .await;
 }
 
 async fn setup() -> Env {

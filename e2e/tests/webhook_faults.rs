@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use esup_api::{NotificationState, RunnerPool, TranscriptionTask};
 use esup_e2e::{
-    EsupPodStandIn, OperatorProcess, WebhookOptions, WebhookProcess, apply, client,
+    EsupPodStandIn, OperatorProcess, TenantSecret, WebhookOptions, WebhookProcess, apply, client,
     free_gateway_port, fresh_namespace, install_crds, wait_for,
 };
 use k8s_openapi::api::core::v1::Secret;
@@ -44,16 +44,15 @@ async fn webhook_killed_while_esup_pod_is_down_notifies_every_task_once() {
     let _ = tasks
         .delete_collection(&DeleteParams::default(), &ListParams::default())
         .await;
-    apply(
-        &Api::<Secret>::namespaced(client.clone(), "esup-system"),
-        "e2e-whf-tenant",
-        serde_json::json!({
-            "apiVersion": "v1", "kind": "Secret",
-            "metadata": {"name": "e2e-whf-tenant", "namespace": "esup-system",
-                         "labels": {"runner.esup-portail.org/tenant": "univ-whf"}},
-            "stringData": {"token": TOKEN, "namespace": NS, "maxBacklog": "20"},
-        }),
-    )
+    TenantSecret {
+        secret: "e2e-whf-tenant",
+        tenant: "univ-whf",
+        token: TOKEN,
+        namespace: NS,
+        max_backlog: 20,
+        admission: None,
+    }
+    .apply(&client)
     .await;
     apply(
         &Api::<RunnerPool>::all(client.clone()),

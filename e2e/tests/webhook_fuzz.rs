@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 
 use esup_api::{EncodingTask, TranscriptionTask};
 use esup_e2e::{
-    FIELD_MANAGER, WebhookOptions, WebhookProcess, client, fresh_namespace, install_crds,
+    FIELD_MANAGER, TenantSecret, WebhookOptions, WebhookProcess, client, fresh_namespace,
+    install_crds,
 };
-use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 
 const TOKEN: &str = "e2e-token-univ-fuzz";
@@ -38,21 +38,16 @@ async fn schemathesis_finds_no_server_error_and_no_undocumented_answer() {
     clear_tasks(&client).await;
     // A backlog bound out of reach: a 503 would be the documented "No runners available",
     // but schemathesis counts every 5xx as a failure.
-    let secret: Secret = serde_json::from_value(serde_json::json!({
-        "apiVersion": "v1", "kind": "Secret",
-        "metadata": {"name": "e2e-fuzz-tenant", "namespace": "esup-system",
-                     "labels": {"runner.esup-portail.org/tenant": "univ-fuzz"}},
-        "stringData": {"token": TOKEN, "namespace": NS, "maxBacklog": "1000000"},
-    }))
-    .unwrap();
-    Api::<Secret>::namespaced(client.clone(), "esup-system")
-        .patch(
-            "e2e-fuzz-tenant",
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&secret),
-        )
-        .await
-        .unwrap();
+    TenantSecret {
+        secret: "e2e-fuzz-tenant",
+        tenant: "univ-fuzz",
+        token: TOKEN,
+        namespace: NS,
+        max_backlog: 1_000_000,
+        admission: None,
+    }
+    .apply(&client)
+    .await;
 
     // A pool for the tenant: without one every valid submission is a documented 503 too.
     let pool: esup_api::RunnerPool = serde_json::from_value(serde_json::json!({

@@ -21,18 +21,13 @@ use kube::api::PostParams;
 use tokio::sync::watch;
 use tokio::time::{Instant, MissedTickBehavior};
 
+use crate::error::KubeError;
+
 /// Why an election step failed. The category is a stable Event reason and metric label.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("Kubernetes API request failed ({verb} {what}): {source}")]
-    Api {
-        verb: &'static str,
-        what: String,
-        #[source]
-        source: kube::Error,
-    },
-    #[error("another replica changed {what} first")]
-    Conflict { what: String },
+    #[error(transparent)]
+    Kube(#[from] KubeError),
     #[error("invalid leader election configuration: {0}")]
     Config(String),
 }
@@ -40,19 +35,18 @@ pub enum Error {
 impl Error {
     pub fn category(&self) -> &'static str {
         match self {
-            Self::Api { .. } => "ApiError",
-            Self::Conflict { .. } => "Conflict",
+            Self::Kube(e) => e.category(),
             Self::Config(_) => "ConfigError",
         }
     }
 
-    /// Wraps a client error; a 409 means another replica wrote the Lease first.
+    /// Wraps a client error; a conflict means another replica wrote the Lease first.
     fn api(verb: &'static str, what: impl Into<String>, source: kube::Error) -> Self {
-        let what = what.into();
-        match &source {
-            kube::Error::Api(status) if status.code == 409 => Self::Conflict { what },
-            _ => Self::Api { verb, what, source },
-        }
+        KubeError::new(verb, what, source).into()
+    }
+
+    fn is_conflict(&self) -> bool {
+        matches!(self, Self::Kube(e) if e.is_conflict())
     }
 }
 
@@ -303,7 +297,7 @@ async fn round(
     match result {
         Ok(_) => Ok(Round::Leading),
         // Whoever wrote first is unknown until the next read.
-        Err(Error::Conflict { .. }) => Ok(Round::Following { holder: None }),
+        Err(e) if e.is_conflict() => Ok(Round::Following { holder: None }),
         Err(e) => Err(e),
     }
 }

@@ -1,17 +1,13 @@
 //! Errors of the operator's I/O layer. Each has a stable category: the `reason` of the Event
 //! that reports it and the `category` label of `esup_reconcile_errors_total`.
 
+use esup_kube_common::error::KubeError;
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("Kubernetes API request failed ({verb} {what}): {source}")]
-    Api {
-        verb: &'static str,
-        what: String,
-        #[source]
-        source: kube::Error,
-    },
-    #[error("another writer changed {what} first; retrying with fresh state")]
-    Conflict { what: String },
+    /// A failed API request; a conflict is retried from fresh state.
+    #[error(transparent)]
+    Kube(#[from] KubeError),
     #[error("cannot serialize {what}: {source}")]
     Serialize {
         what: String,
@@ -28,8 +24,7 @@ impl Error {
     /// Stable, low-cardinality category: metric label and Event reason.
     pub fn category(&self) -> &'static str {
         match self {
-            Self::Api { .. } => "ApiError",
-            Self::Conflict { .. } => "Conflict",
+            Self::Kube(e) => e.category(),
             Self::Serialize { .. } => "SerializationError",
             Self::Random(_) => "RandomSourceError",
             Self::Config(_) => "ConfigError",
@@ -39,11 +34,11 @@ impl Error {
     /// Wraps a client error, recognising write conflicts (HTTP 409), which are expected
     /// under concurrent writers and retried from fresh state.
     pub fn api(verb: &'static str, what: impl Into<String>, source: kube::Error) -> Self {
-        let what = what.into();
-        match &source {
-            kube::Error::Api(status) if status.code == 409 => Self::Conflict { what },
-            _ => Self::Api { verb, what, source },
-        }
+        KubeError::new(verb, what, source).into()
+    }
+
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, Self::Kube(e) if e.is_conflict())
     }
 }
 

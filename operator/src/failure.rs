@@ -60,7 +60,7 @@ impl FailureClass {
     pub const fn reason(self) -> &'static str {
         match self {
             Self::InvalidInput => reason::INVALID_INPUT,
-            Self::Transient => "RunnerFailed",
+            Self::Transient => reason::RUNNER_FAILED,
             Self::OomKilled => reason::OOM_KILLED,
             Self::ExecutionDeadline => reason::EXECUTION_DEADLINE_EXCEEDED,
             Self::ImagePull => reason::IMAGE_PULL_FAILED,
@@ -68,7 +68,7 @@ impl FailureClass {
             Self::Preempted => reason::PREEMPTED,
             Self::NodeLost => reason::NODE_LOST,
             Self::NoProgress => reason::NO_PROGRESS,
-            Self::Lost => "PodLost",
+            Self::Lost => reason::POD_LOST,
         }
     }
 

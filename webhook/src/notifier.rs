@@ -39,16 +39,15 @@ use esup_api::status::{NotificationStatus, TaskOutcome};
 use esup_api::task::{TaskKey, TaskKind, TaskResource};
 use esup_api::wire::NotifyBody;
 use esup_api::{EncodingTask, NotifySpec, SecretKeyRef, TranscriptionTask};
+use esup_kube_common::error::KubeError;
 use esup_kube_common::leader::{self, LeaderConfig, Leadership};
 use esup_kube_common::watch::newer;
-use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{ObjectReference, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
-use kube::core::DeserializeGuard;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use tokio::sync::Notify;
 
@@ -109,8 +108,6 @@ pub struct NotifierConfig {
     pub url_policy: crate::url_policy::UrlPolicy,
     /// Counters for /metrics.
     pub stats: Arc<NotifierStats>,
-    /// Reports task objects the watches skip because they do not decode; unset: logged only.
-    pub skip_report: Option<crate::watch::SkipReport>,
     /// Where `script_output` is read from when a result keeps it in the result store
     /// (`status.result.scriptOutputRef`); `None` sends what the status holds inline.
     pub results: Option<crate::store::ResultStore>,
@@ -137,7 +134,6 @@ impl NotifierConfig {
             per_tenant_concurrency: 4,
             url_policy,
             stats: Arc::default(),
-            skip_report: None,
             results: None,
         }
     }
@@ -218,13 +214,6 @@ impl NotifierStats {
     }
 }
 
-/// Runs the notifier: watches both task kinds, and sends while this replica leads. Returns
-/// only if the configuration is invalid (logged) or the election task dies.
-pub async fn run(client: Client, config: NotifierConfig) {
-    let leadership = elect(client.clone(), &config);
-    run_elected(client, config, leadership).await;
-}
-
 /// Starts the election on the notifier's Lease. The webhook's other single-replica work (the
 /// result sweep) follows the same leadership, so one Lease elects one replica for all of it.
 pub fn elect(client: Client, config: &NotifierConfig) -> Leadership {
@@ -233,15 +222,16 @@ pub fn elect(client: Client, config: &NotifierConfig) -> Leadership {
     leadership
 }
 
-/// [`run`] under a leadership already elected with [`elect`].
-pub async fn run_elected(client: Client, config: NotifierConfig, leadership: Leadership) {
+/// Runs the notifier: sends while this replica leads, under a leadership elected with
+/// [`elect`], from the index `feed` keeps (fed by the webhook's task caches, so both task
+/// kinds are watched once per process). Returns only if the configuration is invalid
+/// (logged) or the election task dies.
+pub async fn run(client: Client, config: NotifierConfig, leadership: Leadership, feed: TaskFeed) {
     if let Err(e) = config.validate() {
         tracing::error!(error = %e, "notifier not started");
         return;
     }
-    let notifier = Arc::new(Notifier::new(client, config, leadership.clone()));
-    spawn_watch::<EncodingTask>(notifier.clone());
-    spawn_watch::<TranscriptionTask>(notifier.clone());
+    let notifier = Arc::new(Notifier::new(client, config, leadership.clone(), feed));
     notifier.drive(leadership).await;
 }
 
@@ -356,29 +346,15 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 #[derive(Debug, thiserror::Error)]
 enum JobError {
-    #[error("{0} changed meanwhile")]
-    Conflict(String),
+    #[error(transparent)]
+    Kube(#[from] KubeError),
     #[error("{0}: incomplete object from the API server")]
     Incomplete(String),
-    #[error("{verb} {what}: {source}")]
-    Api {
-        verb: &'static str,
-        what: String,
-        #[source]
-        source: kube::Error,
-    },
 }
 
 impl JobError {
     fn api(verb: &'static str, what: &TaskKey, source: kube::Error) -> Self {
-        match &source {
-            kube::Error::Api(status) if status.code == 409 => Self::Conflict(what.to_string()),
-            _ => Self::Api {
-                verb,
-                what: what.to_string(),
-                source,
-            },
-        }
+        KubeError::new(verb, what.to_string(), source).into()
     }
 }
 
@@ -403,8 +379,7 @@ struct Notifier {
     sender: Sender,
     max_sends: u32,
     leadership: Leadership,
-    index: Mutex<Index>,
-    dirty: Notify,
+    feed: TaskFeed,
     /// Tasks a job is working on.
     in_flight: Mutex<HashSet<String>>,
     /// Tasks resting after a failed job, until then.
@@ -415,7 +390,7 @@ struct Notifier {
 }
 
 impl Notifier {
-    fn new(client: Client, config: NotifierConfig, leadership: Leadership) -> Self {
+    fn new(client: Client, config: NotifierConfig, leadership: Leadership, feed: TaskFeed) -> Self {
         Self {
             sender: Sender::new(config.connect_timeout, config.read_timeout),
             max_sends: max_sends(&config.retry_delays),
@@ -430,8 +405,7 @@ impl Notifier {
             client,
             config,
             leadership,
-            index: Mutex::default(),
-            dirty: Notify::new(),
+            feed,
             in_flight: Mutex::default(),
             resting: Mutex::default(),
             tokens: Mutex::default(),
@@ -451,7 +425,7 @@ impl Notifier {
             }
             let wait = self.pass().unwrap_or(IDLE).min(IDLE);
             tokio::select! {
-                () = self.dirty.notified() => tokio::time::sleep(DEBOUNCE).await,
+                () = self.feed.dirty.notified() => tokio::time::sleep(DEBOUNCE).await,
                 () = tokio::time::sleep(wait) => {}
                 _ = leadership.changed() => {}
             }
@@ -468,7 +442,7 @@ impl Notifier {
         let mut soonest = |d: Duration| wake = Some(wake.map_or(d, |w| w.min(d)));
         let mut due = Vec::new();
         {
-            let index = lock(&self.index);
+            let index = lock(&self.feed.index);
             let in_flight = lock(&self.in_flight);
             let mut resting = lock(&self.resting);
             resting.retain(|_, until| *until > clock);
@@ -505,7 +479,7 @@ impl Notifier {
                     };
                     let rest = match result {
                         Ok(()) => None,
-                        Err(e @ JobError::Conflict(_)) => {
+                        Err(e @ JobError::Kube(KubeError::Conflict { .. })) => {
                             tracing::debug!(task = %key, error = %e, "notification skipped");
                             Some(CONFLICT_REST)
                         }
@@ -519,7 +493,7 @@ impl Notifier {
                     }
                     lock(&this.in_flight).remove(&uid);
                     drop(slot);
-                    this.dirty.notify_one();
+                    this.feed.dirty.notify_one();
                 });
             },
         );
@@ -542,15 +516,15 @@ impl Notifier {
             .await
             .map_err(|e| JobError::api("get", key, e))?;
         let Some(fresh) = task.as_ref().and_then(Fresh::of) else {
-            lock(&self.index).apply(Change::Gone(uid.to_owned()));
+            lock(&self.feed.index).apply(Change::Gone(uid.to_owned()));
             return Ok(());
         };
         if fresh.view.uid != uid {
             // Deleted and recreated under the same name: the watcher brings the new one.
-            lock(&self.index).apply(Change::Gone(uid.to_owned()));
+            lock(&self.feed.index).apply(Change::Gone(uid.to_owned()));
             return Ok(());
         }
-        lock(&self.index).put(fresh.view.clone());
+        lock(&self.feed.index).put(fresh.view.clone());
         if !self.leadership.is_leader() {
             return Ok(());
         }
@@ -771,7 +745,7 @@ impl Notifier {
                 Err(e) => e,
             };
             tracing::debug!(task = %key, error = %err, "recording the notification result again");
-            if matches!(err, JobError::Api { .. }) {
+            if matches!(err, JobError::Kube(KubeError::Api { .. })) {
                 tokio::time::sleep(pause).await;
                 pause *= 2;
             }
@@ -808,7 +782,7 @@ impl Notifier {
             .await
             .map_err(|e| JobError::api("apply status", key, e))?;
         let fresh = Fresh::of(&task).ok_or_else(|| JobError::Incomplete(key.to_string()))?;
-        lock(&self.index).put(fresh.view.clone());
+        lock(&self.feed.index).put(fresh.view.clone());
         Ok(fresh)
     }
 
@@ -844,48 +818,50 @@ impl Notifier {
     }
 }
 
-/// Feeds the index from a watch of every namespace, converting each object as it arrives
-/// so that full objects (and their up to 64 KiB of script output) are never kept.
-fn spawn_watch<K: TaskResource>(notifier: Arc<Notifier>) {
-    tokio::spawn(async move {
-        let api: Api<DeserializeGuard<K>> = Api::all(notifier.client.clone());
-        let on_invalid =
-            crate::watch::SkipReport::or_log::<K>(notifier.config.skip_report.as_ref());
-        let mut stream =
-            esup_kube_common::watch::guarded_watcher(api, watcher::Config::default(), on_invalid)
-                .default_backoff()
-                .boxed();
-        loop {
-            let event = match stream.try_next().await {
-                Ok(Some(event)) => event,
-                Ok(None) => break,
-                Err(e) => {
-                    tracing::warn!(kind = K::KIND.kind_name(), error = %e, "task watch failed; retrying with backoff");
-                    continue;
-                }
-            };
-            let change = match &event {
-                watcher::Event::Apply(task) | watcher::Event::InitApply(task) => {
-                    view_of(task).map(|v| Change::Put(Box::new(v)))
-                }
-                watcher::Event::Delete(task) => task.uid().map(Change::Gone),
-                watcher::Event::Init => Some(Change::Relist(K::KIND)),
-                watcher::Event::InitDone => Some(Change::Listed(K::KIND)),
-            };
-            if let Some(change) = change {
-                // Only a terminal task, or the end of a list, can need a send.
-                let wake = match &change {
-                    Change::Put(view) => view.phase.outcome().is_some(),
-                    Change::Listed(_) => true,
-                    Change::Gone(_) | Change::Relist(_) => false,
-                };
-                lock(&notifier.index).apply(change);
-                if wake {
-                    notifier.dirty.notify_one();
-                }
-            }
+/// The notifier's index of tasks and the signal that it changed, fed by the webhook's task
+/// watches ([`crate::tasks::Observers`]) from before this replica leads, so that a new leader
+/// starts from a warm index. Events carry tasks as the caches keep them (stripped of what
+/// the notifier never reads); a send reads its task again first.
+#[derive(Clone, Default)]
+pub struct TaskFeed {
+    index: Arc<Mutex<Index>>,
+    dirty: Arc<Notify>,
+}
+
+impl TaskFeed {
+    /// Observers to hand to [`crate::tasks::Tasks::start_observed`].
+    pub fn observers(&self) -> crate::tasks::Observers {
+        let encoding = self.clone();
+        let transcription = self.clone();
+        crate::tasks::Observers {
+            encoding: Some(Arc::new(move |e| encoding.observe::<EncodingTask>(e))),
+            transcription: Some(Arc::new(move |e| {
+                transcription.observe::<TranscriptionTask>(e)
+            })),
         }
-    });
+    }
+
+    fn observe<K: TaskResource>(&self, event: &watcher::Event<K>) {
+        let change = match event {
+            watcher::Event::Apply(task) | watcher::Event::InitApply(task) => {
+                view_of(task).map(|v| Change::Put(Box::new(v)))
+            }
+            watcher::Event::Delete(task) => task.uid().map(Change::Gone),
+            watcher::Event::Init => Some(Change::Relist(K::KIND)),
+            watcher::Event::InitDone => Some(Change::Listed(K::KIND)),
+        };
+        let Some(change) = change else { return };
+        // Only a terminal task, or the end of a list, can need a send.
+        let wake = match &change {
+            Change::Put(view) => view.phase.outcome().is_some(),
+            Change::Listed(_) => true,
+            Change::Gone(_) | Change::Relist(_) => false,
+        };
+        lock(&self.index).apply(change);
+        if wake {
+            self.dirty.notify_one();
+        }
+    }
 }
 
 #[cfg(test)]

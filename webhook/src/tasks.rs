@@ -3,9 +3,9 @@
 
 use std::sync::Arc;
 
-use esup_api::task::{TaskIdentity, TaskKind, TaskSpec};
+use esup_api::task::{TaskIdentity, TaskKind, TaskResource, TaskSpec};
 use esup_api::wire::{ManagerStatus, ManagerTask, TaskRequest, manager_timestamp};
-use esup_api::{EncodingTask, TaskPhase, TaskStatus, TranscriptionTask};
+use esup_api::{EncodingTask, TaskCommon, TaskPhase, TaskStatus, TranscriptionTask};
 use esup_kube_common::watch::guarded_watcher;
 use futures::StreamExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -28,12 +28,29 @@ pub enum AnyTask {
     Transcription(Arc<TranscriptionTask>),
 }
 
+/// `$body` on the task `$task` holds, whichever its kind: the one place [`AnyTask`] branches;
+/// everything else goes through [`TaskResource`].
+macro_rules! on_task {
+    ($task:expr, $t:ident => $body:expr) => {
+        match $task {
+            AnyTask::Encoding($t) => $body,
+            AnyTask::Transcription($t) => $body,
+        }
+    };
+}
+
+/// The kind of a task resource type.
+fn kind_of<K: TaskResource>(_: &K) -> TaskKind {
+    K::KIND
+}
+
 impl AnyTask {
     pub fn meta(&self) -> &ObjectMeta {
-        match self {
-            Self::Encoding(t) => &t.metadata,
-            Self::Transcription(t) => &t.metadata,
-        }
+        on_task!(self, t => t.meta())
+    }
+
+    fn common(&self) -> &TaskCommon {
+        on_task!(self, t => t.common())
     }
 
     pub fn name(&self) -> &str {
@@ -49,10 +66,7 @@ impl AnyTask {
     }
 
     pub fn status(&self) -> Option<&TaskStatus> {
-        match self {
-            Self::Encoding(t) => t.status.as_ref(),
-            Self::Transcription(t) => t.status.as_ref(),
-        }
+        on_task!(self, t => t.task_status())
     }
 
     pub fn phase(&self) -> TaskPhase {
@@ -60,10 +74,7 @@ impl AnyTask {
     }
 
     pub fn kind(&self) -> TaskKind {
-        match self {
-            Self::Encoding(_) => TaskKind::Encoding,
-            Self::Transcription(_) => TaskKind::Transcription,
-        }
+        on_task!(self, t => kind_of(&**t))
     }
 
     pub fn kind_plural(&self) -> &'static str {
@@ -80,10 +91,7 @@ impl AnyTask {
     }
 
     pub fn tenant(&self) -> &str {
-        match self {
-            Self::Encoding(t) => &t.spec.common.requester.tenant,
-            Self::Transcription(t) => &t.spec.common.requester.tenant,
-        }
+        &self.common().requester.tenant
     }
 
     /// Esup-Pod's request, from the annotation the webhook wrote.
@@ -206,9 +214,20 @@ pub struct Tasks {
 /// How long a task created here is counted before the cache shows it.
 const CREATED_GRACE: std::time::Duration = std::time::Duration::from_secs(60);
 
+/// Another consumer of the task watches (the notifier's index): each event reaches it after
+/// the cache has applied it, so the process watches each kind once for all its readers.
+pub type Observer<K> = Arc<dyn Fn(&watcher::Event<K>) + Send + Sync>;
+
+/// The observers of both kinds' watches, if any.
+#[derive(Clone, Default)]
+pub struct Observers {
+    pub encoding: Option<Observer<EncodingTask>>,
+    pub transcription: Option<Observer<TranscriptionTask>>,
+}
+
 /// A cache of one kind. Objects that do not decode are skipped ([`esup_kube_common::watch`]),
-/// reported through `skip` (else only logged).
-fn reflect<K>(client: &Client, skip: Option<&SkipReport>) -> Store<K>
+/// reported through `skip` (else only logged); `observer` sees every event, stripped as cached.
+fn reflect<K>(client: &Client, skip: Option<&SkipReport>, observer: Option<Observer<K>>) -> Store<K>
 where
     K: CachedTask
         + Resource<DynamicType = ()>
@@ -226,6 +245,11 @@ where
     let events =
         guarded_watcher(api, watcher::Config::default(), on_invalid).modify(strip_for_cache);
     let stream = reflector::reflector(writer, events)
+        .inspect(move |event| {
+            if let (Some(observe), Ok(event)) = (&observer, event) {
+                observe(event);
+            }
+        })
         .default_backoff()
         .applied_objects();
     tokio::spawn(async move {
@@ -281,14 +305,15 @@ impl CachedTask for TranscriptionTask {
 
 impl Tasks {
     pub fn start(client: Client) -> Self {
-        Self::start_reporting(client, None)
+        Self::start_observed(client, None, Observers::default())
     }
 
-    /// As [`Tasks::start`], reporting objects that do not decode through `skip`.
-    pub fn start_reporting(client: Client, skip: Option<&SkipReport>) -> Self {
+    /// As [`Tasks::start`], reporting objects that do not decode through `skip`, and passing
+    /// every watch event on to `observers`.
+    pub fn start_observed(client: Client, skip: Option<&SkipReport>, observers: Observers) -> Self {
         Self {
-            encoding: reflect(&client, skip),
-            transcription: reflect(&client, skip),
+            encoding: reflect(&client, skip, observers.encoding),
+            transcription: reflect(&client, skip, observers.transcription),
             client,
             created: Arc::default(),
         }

@@ -296,7 +296,7 @@ impl Operator {
         match self.write_status(&key, &status, pinned).await {
             Ok(task) => self.lock().put_task(task),
             Err(e) => {
-                if matches!(e, Error::Conflict { .. }) {
+                if e.is_conflict() {
                     self.refresh_task(&key).await;
                 }
                 self.report(Err(e), "write task status");
@@ -598,9 +598,10 @@ impl Operator {
     fn report(&self, result: Result<()>, what: &str) {
         if let Err(e) = result {
             self.metrics.inc_reconcile_error(e.category());
-            match e {
-                Error::Conflict { .. } => tracing::debug!(error = %e, "{what}"),
-                _ => tracing::warn!(error = %e, category = e.category(), "{what}"),
+            if e.is_conflict() {
+                tracing::debug!(error = %e, "{what}");
+            } else {
+                tracing::warn!(error = %e, category = e.category(), "{what}");
             }
             self.shared.dirty.notify_one();
         }

@@ -176,13 +176,13 @@ pub fn compute(
                 ))
             } else if mine.is_empty() {
                 Some((
-                    "NoMatchingNodes",
+                    esup_api::conditions::reason::NO_MATCHING_NODES,
                     "no ready, schedulable node matches the pool's placement and GPU products"
                         .to_owned(),
                 ))
             } else if pool.gpu_request().is_some() && cap.gpus_allocatable == 0 {
                 Some((
-                    "NoGPUs",
+                    esup_api::conditions::reason::NO_GPUS,
                     "the pool's nodes have no allocatable GPUs".to_owned(),
                 ))
             } else {

@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use esup_api::conditions::reason;
 use esup_api::pool::TenantUsage;
 use esup_api::{RunnerPoolStatus, TaskPhase};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
@@ -68,7 +69,7 @@ pub(super) fn pool_report(
         Some((why, message)) => (false, *why, message.clone()),
         None => (
             true,
-            "Admitting",
+            reason::ADMITTING,
             format!("{} node(s), {} slot(s)", cap.nodes.len(), cap.slots),
         ),
     };
@@ -83,11 +84,11 @@ pub(super) fn pool_report(
     );
     let (suspended_why, suspended_msg) = if pool.spec.suspend {
         (
-            "SuspendedBySpec",
+            reason::SUSPENDED_BY_SPEC,
             "spec.suspend is set: queued tasks wait or overflow, running ones finish",
         )
     } else {
-        ("NotSuspended", "")
+        (reason::NOT_SUSPENDED, "")
     };
     set_pool_condition(
         &mut status.conditions,

@@ -191,7 +191,9 @@ async fn run(args: Args) -> Result<(), String> {
     );
     let tokens = Arc::new(RwLock::new(TokenTable::default()));
     esup_webhook::tenant_watch::spawn(client.clone(), &tenant_secrets, tokens.clone(), &skip);
-    let tasks = Tasks::start_reporting(client.clone(), Some(&skip));
+    // One watch per task kind serves the handlers' caches and the notifier's index.
+    let feed = esup_webhook::notifier::TaskFeed::default();
+    let tasks = Tasks::start_observed(client.clone(), Some(&skip), feed.observers());
     let pools = watch_pools(&client, &skip);
     let policy = UrlPolicy {
         allowed_hosts: args.allowed_hosts.clone(),
@@ -201,7 +203,7 @@ async fn run(args: Args) -> Result<(), String> {
     let store_config = store_config(&args);
     let store = ResultStore::new(&store_config)
         .map_err(|e| format!("result store {store_config:?}: {e}"))?;
-    let mut notifier = notifier_config(&args, tenant_secrets, policy.clone(), &skip);
+    let mut notifier = notifier_config(&args, tenant_secrets, policy.clone());
     let mut metrics = esup_webhook::metrics::Metrics::new(notifier.stats.clone());
     metrics.register_undecodable(&undecodable);
     let metrics = Arc::new(metrics);
@@ -213,10 +215,11 @@ async fn run(args: Args) -> Result<(), String> {
     notifier.results = Some(store.clone());
     // One Lease elects the replica that notifies and sweeps results.
     let leadership = esup_webhook::notifier::elect(client.clone(), &notifier);
-    tokio::spawn(esup_webhook::notifier::run_elected(
+    tokio::spawn(esup_webhook::notifier::run(
         client.clone(),
         notifier,
         leadership.clone(),
+        feed,
     ));
     let app = Arc::new(App {
         tasks: tasks.clone(),
@@ -304,16 +307,10 @@ fn store_config(args: &Args) -> StoreConfig {
     }
 }
 
-fn notifier_config(
-    args: &Args,
-    tenant_secrets: String,
-    policy: UrlPolicy,
-    skip: &esup_webhook::watch::SkipReport,
-) -> NotifierConfig {
+fn notifier_config(args: &Args, tenant_secrets: String, policy: UrlPolicy) -> NotifierConfig {
     let identity = cli::identity(None, "esup-webhook");
     let mut notifier = NotifierConfig::new(&args.namespace, identity, policy);
     notifier.tenant_secrets_namespace = tenant_secrets;
-    notifier.skip_report = Some(skip.clone());
     notifier.read_timeout = args.notify_read_timeout;
     notifier.retry_delays = esup_webhook::notifier::backoff_delays(args.notify_retry_base, 1.5, 5);
     notifier

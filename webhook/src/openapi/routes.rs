@@ -4,6 +4,8 @@
 //! and the probes are not API routes: they are served on the metrics port only
 //! (`server::ops_routes`).
 
+use esup_api::runner::callback_path;
+
 /// Who may call a route.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Access {
@@ -93,10 +95,10 @@ impl Route {
             Route::ApiRunners => "/api/runners",
             Route::Admin => "/admin",
             Route::AdminIndex => "/admin/",
-            // The runner routes: the task's kind (plural), namespace and name, then the call.
-            Route::RunnerProgress => "/runner/v1/{plural}/{namespace}/{name}/progress",
-            Route::RunnerCompletion => "/runner/v1/{plural}/{namespace}/{name}/completion",
-            Route::RunnerUpload => "/runner/v1/{plural}/{namespace}/{name}/files/{path}",
+            // The runner routes, as the operator hands them to runners.
+            Route::RunnerProgress => callback_path::PROGRESS,
+            Route::RunnerCompletion => callback_path::COMPLETION,
+            Route::RunnerUpload => callback_path::FILES,
             Route::OpenApi => "/openapi.json",
             Route::SwaggerUi => "/docs",
             Route::Redoc => "/redoc",
