@@ -8,10 +8,11 @@ ESUP_CLUSTER_DIR ?= /var/lib/esup-cluster
 export KUBECONFIG := $(ESUP_CLUSTER_DIR)/kubeconfig
 CARGO ?= cargo
 
-.PHONY: test prune-cache deps lint unit e2e helm-test models models-test models-check crds crds-check integration cluster-up cluster-down demo demo-down toolchain
+.PHONY: test workflows-lint rules-test images-check prune-cache deps lint unit e2e helm-test models models-test models-check crds crds-check integration cluster-up cluster-down demo demo-down toolchain
 
-## test: formatting, clippy, unit tests, CRD drift, then integration tests on the local cluster
-test: prune-cache lint unit crds-check models-check integration
+## test: formatting, clippy, workflow lint, alerting-rule tests, unit tests, CRD drift, integration
+## tests on the local cluster, then the release images' layout
+test: prune-cache lint workflows-lint rules-test unit crds-check models-check integration images-check
 
 ## prune-cache: remove test executables a newer build replaced (a shared build cache otherwise
 ## grows until the disk is full, and the local cluster's kubelet then evicts pods)
@@ -32,6 +33,29 @@ lint: toolchain deps
 
 unit: toolchain deps models-test models
 	$(CARGO) test --workspace --locked --exclude esup-e2e
+
+## workflows-lint: actionlint (built from the Go module proxy, pinned in e2e/cluster/lib.sh) with
+## shellcheck over .github/workflows (docs/release.md)
+workflows-lint:
+	.github/lint-workflows
+
+## images-check: the operator, webhook and runner images are complete as the release workflow
+## pushes them: entrypoint, user 65532, every shared library, CA certificates, NSS, and each
+## binary runs under chroot (e2e/images/check-layout; its --self-test first shows that each check
+## refuses an image broken for it). Reuses the tarballs `make integration` built when up to date.
+WORKSPACE_VERSION := $(shell sed -n '/^\[workspace.package\]/,/^\[/s/^version = "\(.*\)"/\1/p' Cargo.toml)
+images-check: deps
+	e2e/images/check-layout --self-test
+	$(CARGO) build --locked -q -p esup-operator --bin esup-operator -p esup-webhook --bin esup-webhook
+	runner-image/build-runner
+	e2e/images/build-images --profile debug --no-import operator webhook runner
+	e2e/images/check-layout --version $(WORKSPACE_VERSION) operator webhook runner
+
+## rules-test: the chart's alerting rules: promtool check rules, promtool test rules (each alert
+## firing and not firing), a runbook per alert (helm/esup-runner/alerts/test; promtool built from
+## the Go module proxy, pinned in e2e/cluster/lib.sh)
+rules-test:
+	helm/esup-runner/alerts/test
 
 ## models: Whisper ggml models converted by our own tool from PyPI's CTranslate2 packages, checked
 ## against runner-image/models/SHA256SUMS (docs/models.md)

@@ -32,6 +32,24 @@ use crate::common::{TaskType, minutes};
     printcolumn(name = "Queued", type_ = "integer", json_path = ".status.queued"),
     printcolumn(name = "Suspended", type_ = "boolean", json_path = ".spec.suspend"),
     printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status",
+        description = "Whether the pool admits tasks"
+    ),
+    printcolumn(
+        name = "Nodes",
+        type_ = "integer",
+        json_path = ".status.nodes",
+        priority = 1
+    ),
+    printcolumn(
+        name = "GPUs",
+        type_ = "integer",
+        json_path = ".status.gpusAllocatable",
+        priority = 1
+    ),
+    printcolumn(
         name = "Types",
         type_ = "string",
         json_path = ".spec.taskTypes",
@@ -179,6 +197,12 @@ pub struct Placement {
     /// Further node (anti-)affinity for the runner pods.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub affinity: Option<Affinity>,
+    /// PriorityClass of the runner pods. On a shared GPU cluster the platform team decides
+    /// whose pods the scheduler preempts (lecture encodings or research jobs); unset, runner
+    /// pods get the cluster's default priority. The PriorityClass must exist.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253), regex(pattern = crate::NAME_PATTERN))]
+    pub priority_class_name: Option<String>,
 }
 
 /// A tenant's share of a pool.

@@ -40,6 +40,28 @@ const LANGUAGE_PATTERN: &str = r"^(auto|[a-z]{2,3}([-_][A-Za-z0-9]{2,8})?)$";
     ),
     printcolumn(name = "Attempts", type_ = "integer", json_path = ".status.attempts"),
     printcolumn(
+        name = "Progress",
+        type_ = "number",
+        json_path = ".status.progress.percent",
+        description = "Percent done, as the runner last reported"
+    ),
+    // The Running condition's reason is the reason of the latest phase change: every phase
+    // change rewrites it (operator status::enter_phase, tested there).
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Running\")].reason",
+        description = "Why the task is in its phase: why it waits, or how it ended"
+    ),
+    // Text, not a date: kubectl prints `<invalid>` for a date in the future.
+    printcolumn(
+        name = "ETA",
+        type_ = "string",
+        json_path = ".status.queue.estimatedStartTime",
+        description = "Estimated start while queued",
+        priority = 1
+    ),
+    printcolumn(
         name = "Notified",
         type_ = "string",
         json_path = ".status.notification.state",

@@ -86,24 +86,27 @@ impl Scrape {
 mod tests {
     use super::*;
 
-    const TEXT: &str = "# TYPE esup_api_writes counter\n\
-        esup_api_writes_total{kind=\"status\"} 120\n\
-        esup_api_writes_total{kind=\"job\"} 3\n\
-        # TYPE esup_scheduler_pass_seconds histogram\n\
-        esup_scheduler_pass_seconds_sum 1.5\n\
-        esup_scheduler_pass_seconds_count 10\n\
-        esup_scheduler_pass_seconds_bucket{le=\"0.01\"} 2\n\
-        esup_scheduler_pass_seconds_bucket{le=\"0.1\"} 9\n\
-        esup_scheduler_pass_seconds_bucket{le=\"1.0\"} 10\n\
-        esup_scheduler_pass_seconds_bucket{le=\"+Inf\"} 10\n\
+    const TEXT: &str = "# TYPE esup_runner_operator_kube_api_writes counter\n\
+        esup_runner_operator_kube_api_writes_total{kind=\"status\"} 120\n\
+        esup_runner_operator_kube_api_writes_total{kind=\"job\"} 3\n\
+        # TYPE esup_runner_operator_scheduler_pass_seconds histogram\n\
+        esup_runner_operator_scheduler_pass_seconds_sum 1.5\n\
+        esup_runner_operator_scheduler_pass_seconds_count 10\n\
+        esup_runner_operator_scheduler_pass_seconds_bucket{le=\"0.01\"} 2\n\
+        esup_runner_operator_scheduler_pass_seconds_bucket{le=\"0.1\"} 9\n\
+        esup_runner_operator_scheduler_pass_seconds_bucket{le=\"1.0\"} 10\n\
+        esup_runner_operator_scheduler_pass_seconds_bucket{le=\"+Inf\"} 10\n\
         # EOF\n";
 
     #[test]
     fn parses_counters_and_labels() {
         let s = Scrape::parse(TEXT);
-        assert_eq!(s.get("esup_scheduler_pass_seconds_count"), 10.0);
+        assert_eq!(
+            s.get("esup_runner_operator_scheduler_pass_seconds_count"),
+            10.0
+        );
         assert_eq!(s.get("absent"), 0.0);
-        let writes = s.by_label("esup_api_writes_total", "kind");
+        let writes = s.by_label("esup_runner_operator_kube_api_writes_total", "kind");
         assert_eq!(writes.get("status"), Some(&120.0));
         assert_eq!(writes.get("job"), Some(&3.0));
     }
@@ -112,20 +115,20 @@ mod tests {
     fn quantiles_from_buckets() {
         let s = Scrape::parse(TEXT);
         assert_eq!(
-            s.bucket_quantile("esup_scheduler_pass_seconds", 0.5),
+            s.bucket_quantile("esup_runner_operator_scheduler_pass_seconds", 0.5),
             Some(0.1)
         );
         assert_eq!(
-            s.bucket_quantile("esup_scheduler_pass_seconds", 0.99),
+            s.bucket_quantile("esup_runner_operator_scheduler_pass_seconds", 0.99),
             Some(1.0)
         );
         assert_eq!(
-            s.bucket_quantile("esup_scheduler_pass_seconds", 0.1),
+            s.bucket_quantile("esup_runner_operator_scheduler_pass_seconds", 0.1),
             Some(0.01)
         );
         let none = s.since(&s);
         assert_eq!(
-            none.bucket_quantile("esup_scheduler_pass_seconds", 0.5),
+            none.bucket_quantile("esup_runner_operator_scheduler_pass_seconds", 0.5),
             None
         );
     }

@@ -9,6 +9,10 @@ K8S_VERSION=${ESUP_K8S_VERSION:-v1.34.4}
 ETCD_VERSION=${ESUP_ETCD_VERSION:-v3.6.16}
 HELM_VERSION=${ESUP_HELM_VERSION:-v3.19.5}
 COREDNS_VERSION=${ESUP_COREDNS_VERSION:-v1.12.4}
+# GitHub Actions workflow linter (make workflows-lint), not part of the cluster.
+ACTIONLINT_VERSION=${ESUP_ACTIONLINT_VERSION:-v1.7.12}
+# promtool (Prometheus v3.X.Y is the Go module github.com/prometheus/prometheus v0.3XX.Y).
+PROMTOOL_VERSION=${ESUP_PROMTOOL_VERSION:-v3.16.0}
 
 # Caches (kept by `down`) and cluster state (removed by `down`).
 ESUP_CACHE_DIR=${ESUP_CACHE_DIR:-$HOME/.cache/esup-runner}
@@ -17,6 +21,8 @@ K8S_BIN=$ESUP_CACHE_DIR/k8s-$K8S_VERSION/bin
 ETCD_BIN=$ESUP_CACHE_DIR/etcd-$ETCD_VERSION/bin
 HELM_BIN=$ESUP_CACHE_DIR/helm-$HELM_VERSION/bin
 COREDNS_BIN=$ESUP_CACHE_DIR/coredns-$COREDNS_VERSION/bin
+ACTIONLINT_BIN=$ESUP_CACHE_DIR/actionlint-$ACTIONLINT_VERSION/bin
+PROMTOOL_BIN=$ESUP_CACHE_DIR/promtool-$PROMTOOL_VERSION/bin
 ESUP_BIN=$ESUP_CACHE_DIR/bin            # symlinks to the above, put on PATH by `env`
 IMAGES_DIR=$ESUP_CACHE_DIR/images       # image tarballs (OCI archives)
 

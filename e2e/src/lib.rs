@@ -167,11 +167,18 @@ pub fn operator_binary() -> PathBuf {
 pub struct OperatorProcess {
     child: tokio::process::Child,
     pub identity: String,
+    pub metrics_url: String,
 }
 
 impl OperatorProcess {
-    /// Starts the operator with its own Lease, the stand-in runner image and `callback_base`.
+    /// Starts the operator with its own Lease, the stand-in runner image and `callback_base`;
+    /// its `/metrics` is at [`Self::metrics_url`].
     pub fn start(lease: &str, identity: &str, callback_base: &str) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|probe| probe.local_addr())
+            .expect("a free loopback port")
+            .port();
+        let listen = format!("127.0.0.1:{port}");
         let log_dir = std::env::temp_dir().join("esup-e2e-logs");
         std::fs::create_dir_all(&log_dir).expect("log dir");
         let log = std::fs::File::create(log_dir.join(format!("{identity}.log"))).expect("log file");
@@ -183,12 +190,7 @@ impl OperatorProcess {
                 "esup-system",
             ])
             .args(["--lease-name", lease, "--identity", identity])
-            .args([
-                "--callback-base-url",
-                callback_base,
-                "--listen",
-                "127.0.0.1:0",
-            ])
+            .args(["--callback-base-url", callback_base, "--listen", &listen])
             .args(["--job-ttl-seconds", "600"])
             .env("RUST_LOG", "info,esup_operator=debug,kube=warn")
             .stdout(log.try_clone().expect("log"))
@@ -199,7 +201,18 @@ impl OperatorProcess {
         Self {
             child,
             identity: identity.to_owned(),
+            metrics_url: format!("http://{listen}/metrics"),
         }
+    }
+
+    /// The `/metrics` text, once the operator answers.
+    pub async fn metrics(&self) -> Option<String> {
+        reqwest::get(&self.metrics_url)
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()
     }
 
     /// SIGKILL: no shutdown hook runs, the Lease is not released.

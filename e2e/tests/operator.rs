@@ -578,13 +578,134 @@ async fn a_task_that_no_longer_decodes_is_skipped_with_an_event_and_others_run()
         .await
         .unwrap();
     assert!(
-        metrics.contains(r#"esup_watch_undecodable_objects_total{kind="TranscriptionTask"}"#),
+        metrics.contains(
+            r#"esup_runner_webhook_watch_undecodable_objects_total{kind="TranscriptionTask"}"#
+        ),
         "{metrics}"
     );
     dynamic
         .delete("narrowed", &DeleteParams::default())
         .await
         .unwrap();
+    fx.cleanup().await;
+}
+
+/// The value of the series `series` (name and labels exactly as exposed) in a scrape.
+fn sample(metrics: &str, series: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// What a platform team's alerts read, by name and value: tasks finished by phase and tenant,
+/// media seconds, waiting tasks by pool and reason (NoEligiblePool once their only pool is
+/// deleted), the oldest queued age, and the pool's capacity gauges, all from the real cluster.
+#[tokio::test]
+async fn metrics_count_finished_and_waiting_tasks_by_reason() {
+    let mut fx = Fixture::new("esup-e2e-metrics").await;
+    fx.pool(
+        "e2e-met",
+        serde_json::json!({"taskTypes": ["Transcription"], "priority": 1, "maxConcurrency": 1}),
+    )
+    .await;
+    let operator = fx.operator("e2e-metrics", "e2e-metrics-1");
+    let only = serde_json::json!({"durationSeconds": 90.0});
+    fx.transcription("done", &["e2e-met"], 0.5, 0, only.clone())
+        .await;
+    fx.wait_phase("done", TaskPhase::Succeeded, Duration::from_secs(90))
+        .await;
+    let leader = r#"pool="e2e-met",replica_role="leader""#;
+    let finished = r#"esup_runner_tasks_finished_total{pool="e2e-met",task_type="transcription",tenant="univ-x",phase="succeeded"}"#;
+    let metrics = wait_for(
+        Duration::from_secs(30),
+        "the finished task's metrics",
+        || async {
+            let m = operator.metrics().await?;
+            (sample(&m, finished) == Some(1.0)).then_some(m)
+        },
+    )
+    .await;
+    for (series, value) in [
+        (
+            r#"esup_runner_media_processed_seconds_total{pool="e2e-met",task_type="transcription",tenant="univ-x"}"#.to_owned(),
+            90.0,
+        ),
+        (
+            r#"esup_runner_task_end_to_end_seconds_count{task_type="transcription",phase="succeeded"}"#.to_owned(),
+            1.0,
+        ),
+        (
+            r#"esup_runner_task_schedule_to_start_seconds_count{pool="e2e-met",task_type="transcription"}"#.to_owned(),
+            1.0,
+        ),
+        (format!("esup_runner_pool_slots{{{leader}}}"), 1.0),
+        (format!("esup_runner_pool_ready{{{leader}}}"), 1.0),
+        ("esup_runner_operator_leader".to_owned(), 1.0),
+    ] {
+        assert_eq!(sample(&metrics, &series), Some(value), "{series}\n{metrics}");
+    }
+
+    // One task holds the only slot; the next waits for capacity in the pool's queue.
+    fx.transcription("long", &["e2e-met"], 120.0, 0, only.clone())
+        .await;
+    fx.wait_phase("long", TaskPhase::Running, Duration::from_secs(90))
+        .await;
+    fx.transcription("waiting", &["e2e-met"], 0.5, 0, only)
+        .await;
+    let waiting = r#"esup_runner_tasks_pending{pool="e2e-met",reason="WaitingForCapacity",replica_role="leader"}"#;
+    let metrics = wait_for(
+        Duration::from_secs(30),
+        "a task waiting for capacity",
+        || async {
+            let m = operator.metrics().await?;
+            (sample(&m, waiting) == Some(1.0)
+                && sample(
+                    &m,
+                    &format!("esup_runner_pool_oldest_queued_seconds{{{leader}}}"),
+                )
+                .is_some_and(|age| age > 0.0))
+            .then_some(m)
+        },
+    )
+    .await;
+    assert_eq!(
+        sample(
+            &metrics,
+            &format!("esup_runner_pool_queue_depth{{{leader}}}")
+        ),
+        Some(1.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        sample(
+            &metrics,
+            &format!("esup_runner_pool_slots_free{{{leader}}}")
+        ),
+        Some(0.0),
+        "{metrics}"
+    );
+
+    // Its only pool is deleted: no pool can take it any more, and the pool's gauges go.
+    Api::<RunnerPool>::all(fx.client.clone())
+        .delete("e2e-met", &DeleteParams::default())
+        .await
+        .unwrap();
+    let no_pool =
+        r#"esup_runner_tasks_pending{pool="",reason="NoEligiblePool",replica_role="leader"}"#;
+    let metrics = wait_for(
+        Duration::from_secs(30),
+        "NoEligiblePool in the metrics",
+        || async {
+            let m = operator.metrics().await?;
+            (sample(&m, no_pool) == Some(1.0)).then_some(m)
+        },
+    )
+    .await;
+    assert_eq!(sample(&metrics, waiting), None, "{metrics}");
+    assert!(
+        !metrics.contains(&format!("esup_runner_pool_slots{{{leader}}}")),
+        "a deleted pool's gauges are removed\n{metrics}"
+    );
     fx.cleanup().await;
 }
 

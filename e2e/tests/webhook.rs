@@ -29,7 +29,7 @@ struct Env {
     base: String,
     client: kube::Client,
     results_dir: std::path::PathBuf,
-    _webhook: WebhookProcess,
+    webhook: WebhookProcess,
     _operator: OperatorProcess,
 }
 
@@ -118,7 +118,7 @@ async fn setup() -> Env {
         base,
         client,
         results_dir: webhook.results_dir.clone(),
-        _webhook: webhook,
+        webhook,
         _operator: operator,
     }
 }
@@ -677,6 +677,39 @@ async fn esup_pod_exchanges_runner_callbacks_and_hostile_input() {
     assert_eq!(
         r.json::<serde_json::Value>().await.unwrap()["detail"],
         "No runners available"
+    );
+    // The metrics show the tenant at its bound, and the notifications delivered so far.
+    let metrics = reqwest::get(format!("{}/metrics", env.webhook.metrics_url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let value = |series: &str| {
+        metrics.lines().find_map(|l| {
+            l.strip_prefix(series)?
+                .strip_prefix(' ')?
+                .parse::<f64>()
+                .ok()
+        })
+    };
+    assert_eq!(
+        value(r#"esup_runner_webhook_tenant_backlog{tenant="univ-wh"}"#),
+        Some(3.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        value(r#"esup_runner_webhook_tenant_backlog_limit{tenant="univ-wh"}"#),
+        Some(3.0),
+        "{metrics}"
+    );
+    assert!(
+        value("esup_runner_webhook_notification_delay_seconds_count").is_some_and(|n| n >= 1.0),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("esup_runner_webhook_build_info{version="),
+        "{metrics}"
     );
 
     // /task/stop cancels a running task; it ends failed, "Cancelled by user.".

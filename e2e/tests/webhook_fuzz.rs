@@ -105,7 +105,7 @@ async fn schemathesis_finds_no_server_error_and_no_undocumented_answer() {
     let count = |class: &str| -> f64 {
         metrics
             .lines()
-            .filter(|l| l.starts_with("esup_webhook_http_requests_total{"))
+            .filter(|l| l.starts_with("esup_runner_webhook_http_requests_total{"))
             .filter(|l| l.contains(&format!("status=\"{class}\"")))
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum()

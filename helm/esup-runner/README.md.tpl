@@ -8,12 +8,25 @@ The chart installs a Kubernetes-native runner manager for Esup-Pod:
 - `esup-operator`: schedules `EncodingTask` / `TranscriptionTask` onto `RunnerPool`s as Jobs;
 - the CRDs, RBAC, NetworkPolicies, tenants' token Secrets and default RunnerPools.
 
-The operations guide is [docs/operations.md](../../docs/operations.md).
+The operations guide is
+[docs/operations.md](https://github.com/EsupPortail/esup-runner-operator/blob/main/docs/operations.md).
 
 ```sh
-helm install esup helm/esup-runner -n esup-system --create-namespace -f my-values.yaml
-helm upgrade esup helm/esup-runner -n esup-system -f my-values.yaml   # first time: creates the pools
+# The release namespace, labelled for Pod Security (Helm cannot create it with labels, so no
+# --create-namespace):
+kubectl create namespace esup-system
+kubectl label namespace esup-system pod-security.kubernetes.io/enforce=restricted
+helm install esup oci://ghcr.io/esupportail/charts/esup-runner --version {{ VERSION }} \
+  -n esup-system -f my-values.yaml --wait
+# The first time only: creates the default pools (see below).
+helm upgrade esup oci://ghcr.io/esupportail/charts/esup-runner --version {{ VERSION }} \
+  -n esup-system -f my-values.yaml --wait
+helm test esup -n esup-system   # /manager/health with a tenant token, from the cluster
 ```
+
+From a checkout, use `helm/esup-runner` as the chart. The default images are the published
+`ghcr.io/esupportail/esup-{operator,webhook,runner}` tagged with the appVersion; the local
+builds (`esup.local/...:dev`) are set by the values files of `e2e/` and `kind-config/`.
 
 ## Design choices
 
@@ -41,10 +54,22 @@ helm upgrade esup helm/esup-runner -n esup-system -f my-values.yaml   # first ti
   token.
 - **Pod Security `restricted`** in every pod of the chart and in the runner Jobs; namespaces the
   chart creates are labelled with `podSecurity.level`.
-- **NetworkPolicies**: the webhook's API port accepts runner pods and Esup-Pod (`esupPodCIDRs`,
-  `webhookFrom`), its metrics port (`webhook.metricsPort`: `/metrics`, `/healthz`, `/readyz`,
-  never routed by the Ingress) only `metricsFrom`; the operator only `metricsFrom`; runner pods accept nothing
+- **NetworkPolicies**: the webhook's API port accepts runner pods, Esup-Pod (`esupPodCIDRs`,
+  `webhookFrom`) and the `helm test` pod (from the tenant-Secret namespace), its metrics port
+  (`webhook.metricsPort`: `/metrics`, `/healthz`, `/readyz`, never routed by the Ingress or
+  HTTPRoute) only `metricsFrom`; the operator only `metricsFrom`; runner pods accept nothing
   and reach only DNS, the webhook and `runnerEgress.sourceCIDRs` on `sourcePorts`.
+
+- **Images and pull secrets, exactly.** `imageRegistry` rewrites the registry part of the
+  three images (cert-manager's top-level convention: a parent chart's `global` never
+  redirects them); `image.digest` wins over `image.tag`. `imagePullSecrets` reaches the
+  operator and webhook pods and the `helm test` pod only; runner pods, in the tenants'
+  namespaces, pull with `runner.imagePullSecrets`, set on the runner ServiceAccount there (the
+  Secrets must exist in each tenant namespace).
+- **User roles.** `<release>-esup-runner-view`, `-edit` and `-admin` aggregate into
+  Kubernetes' `view`, `edit` and `admin`; `tenants[].adminGroups` binds `-edit` in the tenant's
+  namespace. Pools are cluster-scoped: writing them takes a ClusterRoleBinding to `-admin`.
+- **A subchart.** The schema accepts `global` (any content, read by no template) and `enabled`.
 
 - **`values.schema.json` closes every object** (`additionalProperties: false`), so a misspelt
   key fails `helm install` instead of being ignored. It is generated from
@@ -59,5 +84,6 @@ helm upgrade esup helm/esup-runner -n esup-system -f my-values.yaml   # first ti
 
 `helm/esup-runner/tests/run` lints (`--strict`), checks this README and the schema are
 generated, renders several value sets and checks them (`tests/check.py`), validates the
-renders with the local cluster's API server (`kubectl apply --dry-run=server`) when it runs, and
-with `--install` installs the chart for real on it (see docs/operations.md).
+renders with the local cluster's API server (`kubectl apply --dry-run=server`) when it runs,
+checks NOTES.txt's warnings, and with `--install` installs the chart for real on it, `helm test`
+included (see docs/operations.md, "Tests of the chart").

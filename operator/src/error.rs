@@ -1,5 +1,5 @@
 //! Errors of the operator's I/O layer. Each has a stable category: the `reason` of the Event
-//! that reports it and the `category` label of `esup_reconcile_errors_total`.
+//! that reports it and the `category` label of `esup_runner_operator_reconcile_errors_total`.
 
 use esup_kube_common::error::KubeError;
 

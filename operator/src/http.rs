@@ -179,7 +179,7 @@ mod tests {
         );
         let text = body(&res);
         assert!(
-            text.contains(r#"esup_api_writes_total{kind="status"} 1"#),
+            text.contains(r#"esup_runner_operator_kube_api_writes_total{kind="status"} 1"#),
             "{text}"
         );
         assert!(text.ends_with("# EOF\n"));

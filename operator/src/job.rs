@@ -422,6 +422,7 @@ pub fn build_job(launch: &Launch<'_>, config: &RunnerConfig) -> Job {
         tolerations: (!placement.tolerations.is_empty()).then(|| placement.tolerations.clone()),
         affinity: affinity(launch),
         runtime_class_name: launch.pool.spec.runtime_class_name.clone(),
+        priority_class_name: placement.priority_class_name.clone(),
         volumes: Some(volumes(launch, config)),
         service_account_name: config.service_account.clone(),
         ..PodSpec::default()
@@ -901,6 +902,7 @@ mod tests {
         );
         assert_eq!(pod.tolerations.as_ref().map(Vec::len), Some(1));
         assert_eq!(pod.runtime_class_name.as_deref(), Some("nvidia"));
+        assert_eq!(pod.priority_class_name.as_deref(), Some("esup-lectures"));
         let volumes: Vec<_> = pod
             .volumes
             .iter()
@@ -927,6 +929,10 @@ mod tests {
         assert_eq!(pod.node_selector, None);
         assert_eq!(pod.tolerations, None);
         assert_eq!(pod.runtime_class_name, None);
+        assert_eq!(
+            pod.priority_class_name, None,
+            "the cluster's default priority"
+        );
     }
 
     #[test]

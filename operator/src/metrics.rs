@@ -1,8 +1,15 @@
 //! Prometheus metrics of the operator, encoded as OpenMetrics text for `/metrics`.
 //!
-//! Label values are pool names and small fixed vocabularies (outcomes, failure reasons,
-//! error categories, write kinds), never task names, to keep cardinality bounded.
+//! Label values are pool and tenant names and small fixed vocabularies (task types, phases,
+//! outcomes, failure and waiting reasons, error categories, write kinds), never task names,
+//! to keep cardinality bounded. Names follow Prometheus' conventions under one prefix,
+//! `esup_runner_` (docs/operator.md, "Metrics").
 
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::AtomicU64;
+use std::sync::{Mutex, PoisonError};
+
+use esup_api::TaskPhase;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -26,26 +33,59 @@ const PASS_BUCKETS: [f64; 15] = [
 ];
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct PoolLabels {
+struct TypedLabels {
     pool: String,
+    task_type: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct OutcomeLabels {
+struct ExecutionLabels {
     pool: String,
+    task_type: String,
     outcome: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct TaskTypeLabels {
+struct EndToEndLabels {
+    task_type: String,
+    phase: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FinishedLabels {
     pool: String,
     task_type: String,
+    tenant: String,
+    phase: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct UsageLabels {
+    pool: String,
+    task_type: String,
+    tenant: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReasonLabels {
     pool: String,
     reason: String,
+}
+
+/// The leader's view of the pools, exported only by the leader: `replica_role` says so, and a
+/// replica that steps down removes its series, so that sums across replicas never count a
+/// demoted leader's last values.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LeaderPoolLabels {
+    pool: String,
+    replica_role: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PendingLabels {
+    pool: String,
+    reason: String,
+    replica_role: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -58,7 +98,10 @@ struct KindLabels {
     kind: String,
 }
 
+const LEADER: &str = "leader";
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+type FloatGauge = Gauge<f64, AtomicU64>;
 
 fn schedule_to_start_histogram() -> Histogram {
     Histogram::new(SCHEDULE_TO_START_BUCKETS)
@@ -68,24 +111,89 @@ fn execution_histogram() -> Histogram {
     Histogram::new(EXECUTION_BUCKETS)
 }
 
+/// A task's life, queue and retries included, spans the queue's range and the runs'.
+fn end_to_end_histogram() -> Histogram {
+    Histogram::new(SCHEDULE_TO_START_BUCKETS)
+}
+
+/// The phase of a finished task as a label: Kubernetes' phases in Prometheus' snake case,
+/// with cancellations (Failed, reason Cancelled) apart.
+pub fn finished_phase(phase: TaskPhase, reason: &str) -> &'static str {
+    match phase {
+        TaskPhase::Succeeded => "succeeded",
+        TaskPhase::TimedOut => "timed_out",
+        _ if reason == esup_api::conditions::reason::CANCELLED => "cancelled",
+        _ => "failed",
+    }
+}
+
+/// A pool's state at the end of a scheduling pass, as the gauges show it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PoolGauges {
+    pub queued: u32,
+    pub oldest_queued_seconds: f64,
+    pub slots: u32,
+    pub free: u32,
+    pub running: u32,
+    pub ready: bool,
+    pub suspended: bool,
+    pub gpus_allocatable: Option<u32>,
+}
+
+/// A task that reached a terminal phase.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Finished<'a> {
+    /// The pool of its last attempt; empty when it never ran.
+    pub pool: &'a str,
+    pub task_type: &'a str,
+    pub tenant: &'a str,
+    /// `finished_phase`'s label.
+    pub phase: &'static str,
+    /// From its runner's start to its end; None when it never started.
+    pub execution_seconds: Option<f64>,
+    /// `TaskOutcome`'s protocol name, for the execution histogram.
+    pub outcome: &'a str,
+    /// From its creation to its end.
+    pub end_to_end_seconds: f64,
+    /// Seconds of media it processed, when it succeeded and the length is known.
+    pub media_seconds: Option<f64>,
+}
+
 /// The operator's metric families. Families share their state with the registry, so
 /// recording needs only `&self`; share it as `Arc<Metrics>`.
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
-    schedule_to_start: HistogramFamily<PoolLabels>,
-    execution: HistogramFamily<OutcomeLabels>,
-    completions: Family<TaskTypeLabels, Counter>,
-    failures: Family<ReasonLabels, Counter>,
-    queue_depth: Family<PoolLabels, Gauge>,
-    slots_free: Family<PoolLabels, Gauge>,
-    running: Family<PoolLabels, Gauge>,
+    schedule_to_start: HistogramFamily<TypedLabels>,
+    execution: HistogramFamily<ExecutionLabels>,
+    end_to_end: HistogramFamily<EndToEndLabels>,
+    finished: Family<FinishedLabels, Counter>,
+    attempt_failures: Family<ReasonLabels, Counter>,
+    media_processed: Family<UsageLabels, Counter<f64, AtomicU64>>,
+    pending: Family<PendingLabels, Gauge>,
+    queue_depth: Family<LeaderPoolLabels, Gauge>,
+    oldest_queued: Family<LeaderPoolLabels, FloatGauge>,
+    slots: Family<LeaderPoolLabels, Gauge>,
+    slots_free: Family<LeaderPoolLabels, Gauge>,
+    running: Family<LeaderPoolLabels, Gauge>,
+    ready: Family<LeaderPoolLabels, Gauge>,
+    suspended: Family<LeaderPoolLabels, Gauge>,
+    gpus_allocatable: Family<LeaderPoolLabels, Gauge>,
     reconcile_errors: Family<CategoryLabels, Counter>,
     leader: Gauge,
     pass: Histogram,
     scheduler_tasks: Gauge,
     writes: Family<KindLabels, Counter>,
     undecodable: Family<KindLabels, Counter>,
+    /// The series of the last pass, to remove what is gone.
+    seen: Mutex<Exported>,
+}
+
+/// The pools and (pool, reason) pairs the leader's gauges show.
+#[derive(Debug, Default)]
+struct Exported {
+    pools: BTreeSet<String>,
+    pending: BTreeSet<(String, String)>,
 }
 
 impl Default for Metrics {
@@ -100,89 +208,156 @@ impl Metrics {
             registry: Registry::default(),
             schedule_to_start: Family::new_with_constructor(schedule_to_start_histogram),
             execution: Family::new_with_constructor(execution_histogram),
-            completions: Family::default(),
-            failures: Family::default(),
+            end_to_end: Family::new_with_constructor(end_to_end_histogram),
+            finished: Family::default(),
+            attempt_failures: Family::default(),
+            media_processed: Family::default(),
+            pending: Family::default(),
             queue_depth: Family::default(),
+            oldest_queued: Family::default(),
+            slots: Family::default(),
             slots_free: Family::default(),
             running: Family::default(),
+            ready: Family::default(),
+            suspended: Family::default(),
+            gpus_allocatable: Family::default(),
             reconcile_errors: Family::default(),
             leader: Gauge::default(),
             pass: Histogram::new(PASS_BUCKETS),
             scheduler_tasks: Gauge::default(),
             writes: Family::default(),
             undecodable: Family::default(),
+            seen: Mutex::default(),
         };
-        let registry = &mut metrics.registry;
-        // Counters get `_total` and unit-registered metrics get `_seconds` from the encoder.
+        metrics.register_tasks();
+        metrics.register_pools();
+        metrics.register_internals();
+        metrics
+    }
+
+    /// Counters get `_total` and unit-registered metrics their unit from the encoder.
+    fn register_tasks(&mut self) {
+        let registry = &mut self.registry;
         registry.register_with_unit(
-            "esup_task_schedule_to_start",
-            "Time from a task entering its pool's queue to its runner pod starting",
+            "esup_runner_task_schedule_to_start",
+            "Time from a task entering its pool's queue to its runner pod starting, per attempt",
             Unit::Seconds,
-            metrics.schedule_to_start.clone(),
+            self.schedule_to_start.clone(),
         );
         registry.register_with_unit(
-            "esup_task_execution",
+            "esup_runner_task_execution",
             "Time from a task's runner pod starting to the task ending, by outcome",
             Unit::Seconds,
-            metrics.execution.clone(),
-        );
-        registry.register(
-            "esup_task_completions",
-            "Tasks that completed successfully",
-            metrics.completions.clone(),
-        );
-        registry.register(
-            "esup_task_failures",
-            "Failed task attempts, whether retried or not, by reason",
-            metrics.failures.clone(),
-        );
-        registry.register(
-            "esup_pool_queue_depth",
-            "Tasks waiting in the pool's queue",
-            metrics.queue_depth.clone(),
-        );
-        registry.register(
-            "esup_pool_slots_free",
-            "Free runner slots in the pool",
-            metrics.slots_free.clone(),
-        );
-        registry.register(
-            "esup_pool_running",
-            "Tasks running in the pool",
-            metrics.running.clone(),
-        );
-        registry.register(
-            "esup_reconcile_errors",
-            "Errors of the operator's I/O layer, by category",
-            metrics.reconcile_errors.clone(),
-        );
-        registry.register(
-            "esup_operator_leader",
-            "1 when this replica holds the leader Lease and may write, else 0",
-            metrics.leader.clone(),
+            self.execution.clone(),
         );
         registry.register_with_unit(
-            "esup_scheduler_pass",
+            "esup_runner_task_end_to_end",
+            "Time from a task's creation to its end, queue and retries included, by final phase",
+            Unit::Seconds,
+            self.end_to_end.clone(),
+        );
+        registry.register(
+            "esup_runner_tasks_finished",
+            "Tasks that reached a terminal phase (succeeded, failed, timed_out, cancelled)",
+            self.finished.clone(),
+        );
+        registry.register(
+            "esup_runner_task_attempt_failures",
+            "Failed task attempts, whether retried or not, by reason",
+            self.attempt_failures.clone(),
+        );
+        registry.register_with_unit(
+            "esup_runner_media_processed",
+            "Seconds of media of the tasks that succeeded, by pool, task type and tenant",
+            Unit::Seconds,
+            self.media_processed.clone(),
+        );
+        registry.register(
+            "esup_runner_tasks_pending",
+            "Tasks waiting, by the pool whose queue holds them (empty: none, NoEligiblePool) and reason",
+            self.pending.clone(),
+        );
+    }
+
+    fn register_pools(&mut self) {
+        let registry = &mut self.registry;
+        registry.register(
+            "esup_runner_pool_queue_depth",
+            "Tasks waiting in the pool's queue",
+            self.queue_depth.clone(),
+        );
+        registry.register_with_unit(
+            "esup_runner_pool_oldest_queued",
+            "Age of the oldest task waiting in the pool's queue (0 when none waits)",
+            Unit::Seconds,
+            self.oldest_queued.clone(),
+        );
+        registry.register(
+            "esup_runner_pool_slots",
+            "Tasks the pool can run at once now: maxConcurrency, bounded by its nodes' GPUs",
+            self.slots.clone(),
+        );
+        registry.register(
+            "esup_runner_pool_slots_free",
+            "Free runner slots in the pool",
+            self.slots_free.clone(),
+        );
+        registry.register(
+            "esup_runner_pool_running",
+            "Tasks running in the pool",
+            self.running.clone(),
+        );
+        registry.register(
+            "esup_runner_pool_ready",
+            "1 when the pool admits tasks (its Ready condition), else 0",
+            self.ready.clone(),
+        );
+        registry.register(
+            "esup_runner_pool_suspended",
+            "1 when the pool is suspended (spec.suspend), else 0",
+            self.suspended.clone(),
+        );
+        registry.register(
+            "esup_runner_pool_gpus_allocatable",
+            "Allocatable GPUs on the pool's nodes (GPU pools only)",
+            self.gpus_allocatable.clone(),
+        );
+    }
+
+    fn register_internals(&mut self) {
+        let registry = &mut self.registry;
+        esup_kube_common::build_info::register(registry, "esup_runner_operator_build_info");
+        registry.register(
+            "esup_runner_operator_leader",
+            "1 when this replica holds the leader Lease and may write, else 0",
+            self.leader.clone(),
+        );
+        registry.register(
+            "esup_runner_operator_reconcile_errors",
+            "Errors of the operator's I/O layer, by category",
+            self.reconcile_errors.clone(),
+        );
+        registry.register_with_unit(
+            "esup_runner_operator_scheduler_pass",
             "Duration of one scheduling pass",
             Unit::Seconds,
-            metrics.pass.clone(),
+            self.pass.clone(),
         );
         registry.register(
-            "esup_scheduler_tasks",
+            "esup_runner_operator_scheduler_tasks",
             "Tasks seen by the latest scheduling pass",
-            metrics.scheduler_tasks.clone(),
+            self.scheduler_tasks.clone(),
         );
         registry.register(
-            "esup_api_writes",
+            "esup_runner_operator_kube_api_writes",
             "Writes to the Kubernetes API, by kind (status, job, secret, event, delete)",
-            metrics.writes.clone(),
+            self.writes.clone(),
         );
         registry.register(
-            "esup_watch_undecodable_objects",
+            "esup_runner_operator_watch_undecodable_objects",
             "Objects a watch skipped because they do not decode, by kind (each also gets a Warning Event)",
-            metrics.undecodable.clone(),
+            self.undecodable.clone(),
         );
-        metrics
     }
 
     /// OpenMetrics text exposition, terminated by `# EOF`.
@@ -192,32 +367,52 @@ impl Metrics {
         Ok(out)
     }
 
-    pub fn observe_schedule_to_start(&self, pool: &str, seconds: f64) {
+    pub fn observe_schedule_to_start(&self, pool: &str, task_type: &str, seconds: f64) {
         self.schedule_to_start
-            .get_or_create(&PoolLabels { pool: pool.into() })
-            .observe(seconds);
-    }
-
-    pub fn observe_execution(&self, pool: &str, outcome: &str, seconds: f64) {
-        self.execution
-            .get_or_create(&OutcomeLabels {
-                pool: pool.into(),
-                outcome: outcome.into(),
-            })
-            .observe(seconds);
-    }
-
-    pub fn inc_completion(&self, pool: &str, task_type: &str) {
-        self.completions
-            .get_or_create(&TaskTypeLabels {
+            .get_or_create(&TypedLabels {
                 pool: pool.into(),
                 task_type: task_type.into(),
             })
-            .inc();
+            .observe(seconds);
     }
 
-    pub fn inc_failure(&self, pool: &str, reason: &str) {
-        self.failures
+    pub fn observe_finished(&self, task: &Finished<'_>) {
+        if let Some(seconds) = task.execution_seconds {
+            self.execution
+                .get_or_create(&ExecutionLabels {
+                    pool: task.pool.into(),
+                    task_type: task.task_type.into(),
+                    outcome: task.outcome.into(),
+                })
+                .observe(seconds);
+        }
+        self.end_to_end
+            .get_or_create(&EndToEndLabels {
+                task_type: task.task_type.into(),
+                phase: task.phase,
+            })
+            .observe(task.end_to_end_seconds);
+        self.finished
+            .get_or_create(&FinishedLabels {
+                pool: task.pool.into(),
+                task_type: task.task_type.into(),
+                tenant: task.tenant.into(),
+                phase: task.phase,
+            })
+            .inc();
+        if let Some(media) = task.media_seconds.filter(|s| s.is_finite() && *s > 0.0) {
+            self.media_processed
+                .get_or_create(&UsageLabels {
+                    pool: task.pool.into(),
+                    task_type: task.task_type.into(),
+                    tenant: task.tenant.into(),
+                })
+                .inc_by(media);
+        }
+    }
+
+    pub fn inc_attempt_failure(&self, pool: &str, reason: &str) {
+        self.attempt_failures
             .get_or_create(&ReasonLabels {
                 pool: pool.into(),
                 reason: reason.into(),
@@ -225,20 +420,90 @@ impl Metrics {
             .inc();
     }
 
-    pub fn set_pool(&self, pool: &str, queue_depth: i64, free_slots: i64, running: i64) {
-        let labels = PoolLabels { pool: pool.into() };
-        self.queue_depth.get_or_create(&labels).set(queue_depth);
-        self.slots_free.get_or_create(&labels).set(free_slots);
-        self.running.get_or_create(&labels).set(running);
+    /// The pools and waiting tasks as the leader's pass left them. Pools and (pool, reason)
+    /// pairs of the previous pass that are absent now lose their series.
+    pub fn set_pools(
+        &self,
+        pools: &BTreeMap<String, PoolGauges>,
+        pending: &BTreeMap<(String, String), u32>,
+    ) {
+        let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+        for (pool, g) in pools {
+            let labels = LeaderPoolLabels {
+                pool: pool.clone(),
+                replica_role: LEADER,
+            };
+            self.queue_depth
+                .get_or_create(&labels)
+                .set(i64::from(g.queued));
+            self.oldest_queued
+                .get_or_create(&labels)
+                .set(g.oldest_queued_seconds);
+            self.slots.get_or_create(&labels).set(i64::from(g.slots));
+            self.slots_free
+                .get_or_create(&labels)
+                .set(i64::from(g.free));
+            self.running
+                .get_or_create(&labels)
+                .set(i64::from(g.running));
+            self.ready.get_or_create(&labels).set(i64::from(g.ready));
+            self.suspended
+                .get_or_create(&labels)
+                .set(i64::from(g.suspended));
+            match g.gpus_allocatable {
+                Some(gpus) => {
+                    self.gpus_allocatable
+                        .get_or_create(&labels)
+                        .set(i64::from(gpus));
+                }
+                None => {
+                    self.gpus_allocatable.remove(&labels);
+                }
+            }
+        }
+        for gone in seen.pools.iter().filter(|p| !pools.contains_key(*p)) {
+            self.remove_pool(gone);
+        }
+        for ((pool, reason), count) in pending {
+            self.pending
+                .get_or_create(&PendingLabels {
+                    pool: pool.clone(),
+                    reason: reason.clone(),
+                    replica_role: LEADER,
+                })
+                .set(i64::from(*count));
+        }
+        for (pool, reason) in seen.pending.iter().filter(|k| !pending.contains_key(*k)) {
+            self.pending.remove(&PendingLabels {
+                pool: pool.clone(),
+                reason: reason.clone(),
+                replica_role: LEADER,
+            });
+        }
+        *seen = Exported {
+            pools: pools.keys().cloned().collect(),
+            pending: pending.keys().cloned().collect(),
+        };
     }
 
-    /// Drops a deleted pool's gauges so they do not report stale values forever. Its
-    /// counters and histograms stay: they are cumulative.
-    pub fn forget_pool(&self, pool: &str) {
-        let labels = PoolLabels { pool: pool.into() };
-        self.queue_depth.remove(&labels);
-        self.slots_free.remove(&labels);
-        self.running.remove(&labels);
+    /// A pool's gauges; its counters and histograms stay (they are cumulative).
+    fn remove_pool(&self, pool: &str) {
+        let labels = LeaderPoolLabels {
+            pool: pool.into(),
+            replica_role: LEADER,
+        };
+        for family in [
+            &self.queue_depth,
+            &self.slots,
+            &self.slots_free,
+            &self.running,
+            &self.ready,
+            &self.suspended,
+            &self.gpus_allocatable,
+        ] {
+            family.remove(&labels);
+        }
+        self.oldest_queued.remove(&labels);
     }
 
     pub fn inc_reconcile_error(&self, category: &str) {
@@ -249,8 +514,13 @@ impl Metrics {
             .inc();
     }
 
+    /// Whether this replica leads. One that steps down drops the leader's gauges: it no
+    /// longer computes them, and a stale copy would be summed with the new leader's.
     pub fn set_leader(&self, leader: bool) {
-        self.leader.set(i64::from(leader));
+        let was = self.leader.set(i64::from(leader));
+        if was == 1 && !leader {
+            self.set_pools(&BTreeMap::new(), &BTreeMap::new());
+        }
     }
 
     pub fn observe_pass(&self, seconds: f64, tasks: usize) {
@@ -283,6 +553,25 @@ mod tests {
         }
     }
 
+    fn has(text: &str, lines: &[&str]) {
+        for line in lines {
+            assert!(text.contains(line), "missing {line:?} in\n{text}");
+        }
+    }
+
+    fn gauges(queued: u32) -> PoolGauges {
+        PoolGauges {
+            queued,
+            oldest_queued_seconds: 90.5,
+            slots: 4,
+            free: 1,
+            running: 3,
+            ready: true,
+            suspended: false,
+            gpus_allocatable: Some(2),
+        }
+    }
+
     #[test]
     fn is_send_and_sync() {
         fn assert_send_sync<T: Send + Sync>() {}
@@ -292,29 +581,52 @@ mod tests {
     #[test]
     fn unlabelled_metrics_are_exposed_from_the_start() {
         let text = encoded(&Metrics::new());
-        for line in [
-            "# TYPE esup_operator_leader gauge",
-            "esup_operator_leader 0",
-            "# TYPE esup_scheduler_pass_seconds histogram",
-            "# UNIT esup_scheduler_pass_seconds seconds",
-            "esup_scheduler_pass_seconds_count 0",
-            "# TYPE esup_scheduler_tasks gauge",
-        ] {
-            assert!(text.contains(line), "missing {line:?} in\n{text}");
-        }
+        has(
+            &text,
+            &[
+                "# TYPE esup_runner_operator_leader gauge",
+                "esup_runner_operator_leader 0",
+                "# TYPE esup_runner_operator_scheduler_pass_seconds histogram",
+                "# UNIT esup_runner_operator_scheduler_pass_seconds seconds",
+                "esup_runner_operator_scheduler_pass_seconds_count 0",
+                "# TYPE esup_runner_operator_scheduler_tasks gauge",
+                concat!(
+                    "esup_runner_operator_build_info{version=\"",
+                    env!("CARGO_PKG_VERSION"),
+                    "\",git_commit=\""
+                ),
+            ],
+        );
         assert!(text.ends_with("# EOF\n"));
     }
 
     #[test]
-    fn records_labelled_values() {
+    fn records_tasks_by_pool_type_tenant_and_phase() {
         let m = Metrics::new();
-        m.observe_schedule_to_start("gpu", 3.0);
-        m.observe_schedule_to_start("gpu", 7200.0);
-        m.observe_execution("gpu", "Succeeded", 42.0);
-        m.inc_completion("gpu", "encoding");
-        m.inc_completion("gpu", "encoding");
-        m.inc_failure("cpu", "OOMKilled");
-        m.set_pool("gpu", 4, 1, 2);
+        m.observe_schedule_to_start("gpu", "encoding", 3.0);
+        m.observe_schedule_to_start("gpu", "encoding", 7200.0);
+        let done = Finished {
+            pool: "gpu",
+            task_type: "encoding",
+            tenant: "univ-x",
+            phase: "succeeded",
+            execution_seconds: Some(42.0),
+            outcome: "completed",
+            end_to_end_seconds: 50.0,
+            media_seconds: Some(600.0),
+        };
+        m.observe_finished(&done);
+        m.observe_finished(&done);
+        // Never admitted: no pool, no execution, no media.
+        m.observe_finished(&Finished {
+            pool: "",
+            phase: "timed_out",
+            execution_seconds: None,
+            outcome: "timeout",
+            media_seconds: None,
+            ..done.clone()
+        });
+        m.inc_attempt_failure("cpu", "OOMKilled");
         m.inc_reconcile_error("ApiError");
         m.set_leader(true);
         m.observe_pass(0.002, 17);
@@ -322,65 +634,130 @@ mod tests {
         m.inc_writes("status");
         m.inc_writes("job");
         let text = encoded(&m);
-        for line in [
-            "# TYPE esup_task_schedule_to_start_seconds histogram",
-            "# UNIT esup_task_schedule_to_start_seconds seconds",
-            r#"esup_task_schedule_to_start_seconds_count{pool="gpu"} 2"#,
-            r#"esup_task_schedule_to_start_seconds_bucket{le="5.0",pool="gpu"} 1"#,
-            r#"esup_task_schedule_to_start_seconds_bucket{le="7200.0",pool="gpu"} 2"#,
-            "# TYPE esup_task_execution_seconds histogram",
-            r#"esup_task_execution_seconds_count{pool="gpu",outcome="Succeeded"} 1"#,
-            "# TYPE esup_task_completions counter",
-            r#"esup_task_completions_total{pool="gpu",task_type="encoding"} 2"#,
-            "# TYPE esup_task_failures counter",
-            r#"esup_task_failures_total{pool="cpu",reason="OOMKilled"} 1"#,
-            "# TYPE esup_pool_queue_depth gauge",
-            r#"esup_pool_queue_depth{pool="gpu"} 4"#,
-            "# TYPE esup_pool_slots_free gauge",
-            r#"esup_pool_slots_free{pool="gpu"} 1"#,
-            "# TYPE esup_pool_running gauge",
-            r#"esup_pool_running{pool="gpu"} 2"#,
-            "# TYPE esup_reconcile_errors counter",
-            r#"esup_reconcile_errors_total{category="ApiError"} 1"#,
-            "esup_operator_leader 1",
-            "esup_scheduler_pass_seconds_count 1",
-            r#"esup_scheduler_pass_seconds_bucket{le="0.0025"} 1"#,
-            "esup_scheduler_tasks 17",
-            "# TYPE esup_api_writes counter",
-            r#"esup_api_writes_total{kind="status"} 2"#,
-            r#"esup_api_writes_total{kind="job"} 1"#,
-        ] {
-            assert!(text.contains(line), "missing {line:?} in\n{text}");
-        }
+        has(
+            &text,
+            &[
+                "# UNIT esup_runner_task_schedule_to_start_seconds seconds",
+                r#"esup_runner_task_schedule_to_start_seconds_count{pool="gpu",task_type="encoding"} 2"#,
+                r#"esup_runner_task_schedule_to_start_seconds_bucket{le="5.0",pool="gpu",task_type="encoding"} 1"#,
+                r#"esup_runner_task_execution_seconds_count{pool="gpu",task_type="encoding",outcome="completed"} 2"#,
+                r#"esup_runner_task_end_to_end_seconds_count{task_type="encoding",phase="succeeded"} 2"#,
+                r#"esup_runner_task_end_to_end_seconds_count{task_type="encoding",phase="timed_out"} 1"#,
+                "# TYPE esup_runner_tasks_finished counter",
+                r#"esup_runner_tasks_finished_total{pool="gpu",task_type="encoding",tenant="univ-x",phase="succeeded"} 2"#,
+                r#"esup_runner_tasks_finished_total{pool="",task_type="encoding",tenant="univ-x",phase="timed_out"} 1"#,
+                r#"esup_runner_media_processed_seconds_total{pool="gpu",task_type="encoding",tenant="univ-x"} 1200.0"#,
+                r#"esup_runner_task_attempt_failures_total{pool="cpu",reason="OOMKilled"} 1"#,
+                r#"esup_runner_operator_reconcile_errors_total{category="ApiError"} 1"#,
+                "esup_runner_operator_leader 1",
+                r#"esup_runner_operator_scheduler_pass_seconds_bucket{le="0.0025"} 1"#,
+                "esup_runner_operator_scheduler_tasks 17",
+                r#"esup_runner_operator_kube_api_writes_total{kind="status"} 2"#,
+                r#"esup_runner_operator_kube_api_writes_total{kind="job"} 1"#,
+            ],
+        );
+        // A task that never started has no execution time to observe.
+        assert!(!text.contains(r#"esup_runner_task_execution_seconds_count{pool="""#));
     }
 
     #[test]
-    fn forget_pool_drops_only_that_pools_gauges() {
+    fn pool_gauges_follow_the_last_pass_and_forget_what_is_gone() {
         let m = Metrics::new();
-        m.set_pool("gpu", 4, 1, 2);
-        m.set_pool("cpu", 0, 8, 0);
-        m.inc_completion("gpu", "transcription");
+        m.set_leader(true);
+        let pools = BTreeMap::from([
+            ("gpu".to_owned(), gauges(4)),
+            (
+                "cpu".to_owned(),
+                PoolGauges {
+                    gpus_allocatable: None,
+                    ..gauges(0)
+                },
+            ),
+        ]);
+        let pending = BTreeMap::from([
+            (("gpu".to_owned(), "WaitingForCapacity".to_owned()), 4),
+            ((String::new(), "NoEligiblePool".to_owned()), 1),
+        ]);
+        m.set_pools(&pools, &pending);
         let text = encoded(&m);
-        assert!(text.contains(r#"esup_pool_queue_depth{pool="gpu"} 4"#));
-        assert!(text.contains(r#"esup_pool_slots_free{pool="gpu"} 1"#));
-        assert!(text.contains(r#"esup_pool_running{pool="gpu"} 2"#));
+        has(
+            &text,
+            &[
+                r#"esup_runner_pool_queue_depth{pool="gpu",replica_role="leader"} 4"#,
+                r#"esup_runner_pool_oldest_queued_seconds{pool="gpu",replica_role="leader"} 90.5"#,
+                r#"esup_runner_pool_slots{pool="gpu",replica_role="leader"} 4"#,
+                r#"esup_runner_pool_slots_free{pool="gpu",replica_role="leader"} 1"#,
+                r#"esup_runner_pool_running{pool="gpu",replica_role="leader"} 3"#,
+                r#"esup_runner_pool_ready{pool="gpu",replica_role="leader"} 1"#,
+                r#"esup_runner_pool_suspended{pool="gpu",replica_role="leader"} 0"#,
+                r#"esup_runner_pool_gpus_allocatable{pool="gpu",replica_role="leader"} 2"#,
+                r#"esup_runner_tasks_pending{pool="gpu",reason="WaitingForCapacity",replica_role="leader"} 4"#,
+                r#"esup_runner_tasks_pending{pool="",reason="NoEligiblePool",replica_role="leader"} 1"#,
+            ],
+        );
+        assert!(!text.contains(r#"esup_runner_pool_gpus_allocatable{pool="cpu""#));
 
-        m.forget_pool("gpu");
+        // The gpu pool is deleted and its task no longer waits for a pool.
+        let pools = BTreeMap::from([("cpu".to_owned(), gauges(0))]);
+        m.set_pools(&pools, &BTreeMap::new());
         let text = encoded(&m);
-        assert!(!text.contains(r#"esup_pool_queue_depth{pool="gpu"}"#));
-        assert!(!text.contains(r#"esup_pool_slots_free{pool="gpu"}"#));
-        assert!(!text.contains(r#"esup_pool_running{pool="gpu"}"#));
-        assert!(text.contains(r#"esup_pool_slots_free{pool="cpu"} 8"#));
-        assert!(
-            text.contains(r#"esup_task_completions_total{pool="gpu",task_type="transcription"} 1"#)
+        assert!(!text.contains(r#"pool="gpu""#), "{text}");
+        assert!(!text.contains("NoEligiblePool"), "{text}");
+        has(
+            &text,
+            &[r#"esup_runner_pool_slots{pool="cpu",replica_role="leader"} 4"#],
         );
     }
 
     #[test]
-    fn leader_gauge_goes_back_to_zero() {
+    fn a_replica_that_steps_down_stops_exporting_the_leaders_gauges() {
         let m = Metrics::new();
         m.set_leader(true);
+        m.set_pools(
+            &BTreeMap::from([("gpu".to_owned(), gauges(2))]),
+            &BTreeMap::from([(("gpu".to_owned(), "TenantCapReached".to_owned()), 2)]),
+        );
+        m.observe_finished(&Finished {
+            pool: "gpu",
+            task_type: "transcription",
+            tenant: "univ-x",
+            phase: "failed",
+            execution_seconds: Some(1.0),
+            outcome: "failed",
+            end_to_end_seconds: 2.0,
+            media_seconds: None,
+        });
         m.set_leader(false);
-        assert!(encoded(&m).contains("esup_operator_leader 0"));
+        let text = encoded(&m);
+        assert!(!text.contains("esup_runner_pool_queue_depth{"), "{text}");
+        assert!(!text.contains("esup_runner_tasks_pending{"), "{text}");
+        has(
+            &text,
+            &[
+                "esup_runner_operator_leader 0",
+                r#"esup_runner_tasks_finished_total{pool="gpu",task_type="transcription",tenant="univ-x",phase="failed"} 1"#,
+            ],
+        );
+    }
+
+    #[test]
+    fn finished_phases_set_cancellations_apart() {
+        use esup_api::conditions::reason;
+        assert_eq!(
+            finished_phase(TaskPhase::Succeeded, reason::COMPLETED),
+            "succeeded"
+        );
+        assert_eq!(
+            finished_phase(TaskPhase::TimedOut, reason::NO_PROGRESS),
+            "timed_out"
+        );
+        assert_eq!(
+            finished_phase(TaskPhase::Failed, reason::CANCELLED),
+            "cancelled"
+        );
+        assert_eq!(
+            finished_phase(TaskPhase::Failed, reason::OOM_KILLED),
+            "failed"
+        );
     }
 }

@@ -321,7 +321,12 @@ impl PodInfo {
             container,
             // When the runner started, not when the kubelet accepted the pod (image pulls).
             started: runner
-                .and_then(|cs| cs.state.as_ref()?.running.as_ref()?.started_at.clone())
+                .and_then(|cs| {
+                    let state = cs.state.as_ref()?;
+                    let running = state.running.as_ref().and_then(|r| r.started_at.clone());
+                    // Ended before a pass saw it running: its start is kept there.
+                    running.or_else(|| state.terminated.as_ref()?.started_at.clone())
+                })
                 .or(status.start_time)
                 .map(|t| t.0),
             deleting: pod.metadata.deletion_timestamp.is_some(),

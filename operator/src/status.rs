@@ -158,6 +158,34 @@ mod tests {
         Timestamp::from_second(s).unwrap()
     }
 
+    /// The tasks' `Reason` printer column reads the Running condition's reason: every phase
+    /// change must leave the reason of that change there.
+    #[test]
+    fn the_running_condition_carries_the_reason_of_every_phase_change() {
+        let mut status = TaskStatus::default();
+        for (i, (phase, why)) in [
+            (TaskPhase::Queued, reason::WAITING_FOR_CAPACITY),
+            (TaskPhase::Queued, reason::TENANT_CAP_REACHED),
+            (TaskPhase::Admitted, reason::JOB_CREATED),
+            (TaskPhase::Running, reason::POD_RUNNING),
+            (TaskPhase::Queued, reason::BACKING_OFF),
+            (TaskPhase::Running, reason::POD_RUNNING),
+            (TaskPhase::Succeeded, reason::COMPLETED),
+            (TaskPhase::Failed, reason::OOM_KILLED),
+            (TaskPhase::TimedOut, reason::QUEUE_WAIT_EXCEEDED),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            enter_phase(&mut status, phase, why, "", ts(10 + i as i64), Some(1));
+            assert_eq!(
+                status.condition(cond::RUNNING).map(|c| c.reason.as_str()),
+                Some(why),
+                "{phase:?}"
+            );
+        }
+    }
+
     #[test]
     fn transition_time_moves_only_when_status_flips() {
         let mut status = TaskStatus::default();

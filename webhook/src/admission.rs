@@ -4,6 +4,8 @@
 //! it now, so that the task waits in Esup-Pod's own ranked queue instead of the cluster's
 //! (docs/operations.md, "Admission modes"). Pure: the handler passes what its caches hold.
 
+use std::collections::BTreeMap;
+
 use esup_api::{RunnerPool, TaskType};
 
 /// How a tenant's tasks wait for a runner (tenant Secret key `admission`).
@@ -59,6 +61,10 @@ pub struct Request<'a> {
     /// The tenant's tasks accepted but not yet seen by the operator (phase Pending): they
     /// take the free slots the pools' statuses still show.
     pub unseen: u32,
+    /// The tenant's tasks holding a slot, by pool, as the task caches show them: a pool's
+    /// status can lag them (the operator writes it after the tasks' statuses), and must then
+    /// count at least these.
+    pub holding: &'a BTreeMap<String, u32>,
 }
 
 /// Takes the task, or says why not.
@@ -84,13 +90,7 @@ pub fn decide<'p>(
     }
     match request.mode {
         AdmissionMode::Queue => Ok(()),
-        AdmissionMode::Immediate
-            if eligible
-                .iter()
-                .any(|pool| starts_now(pool, request.tenant, request.unseen)) =>
-        {
-            Ok(())
-        }
+        AdmissionMode::Immediate if eligible.iter().any(|pool| starts_now(pool, request)) => Ok(()),
         AdmissionMode::Immediate => Err(Refusal::NoFreeRunner {
             task_type: task_type(),
             tenant: request.tenant.to_owned(),
@@ -98,16 +98,25 @@ pub fn decide<'p>(
     }
 }
 
-/// Whether `pool`, as its status last said, has a slot for one more task of `tenant` that no
-/// task already queued there would take first.
-fn starts_now(pool: &RunnerPool, tenant: &str, unseen: u32) -> bool {
+/// Whether `pool`, as its status last said, has a slot for one more task of the request's
+/// tenant that no task already queued there would take first. The tenant's own tasks that
+/// hold a slot there count even when the status does not show them yet.
+fn starts_now(pool: &RunnerPool, request: &Request<'_>) -> bool {
     if pool.spec.suspend {
         return false;
     }
     let Some(status) = &pool.status else {
         return false;
     };
-    let free = status.slots.saturating_sub(status.running);
+    let (tenant, unseen) = (request.tenant, request.unseen);
+    let holding = pool
+        .metadata
+        .name
+        .as_ref()
+        .and_then(|name| request.holding.get(name))
+        .copied()
+        .unwrap_or(0);
+    let free = status.slots.saturating_sub(status.running.max(holding));
     if free <= status.queued.saturating_add(unseen) {
         return false;
     }
@@ -121,7 +130,8 @@ fn starts_now(pool: &RunnerPool, tenant: &str, unseen: u32) -> bool {
         .tenants
         .iter()
         .find(|t| t.name == tenant)
-        .map_or(0, |t| t.running);
+        .map_or(0, |t| t.running)
+        .max(holding);
     cap.is_none_or(|cap| running.saturating_add(unseen) < cap)
 }
 
@@ -149,6 +159,8 @@ mod tests {
         .expect("pool")
     }
 
+    const NONE_HOLDING: &BTreeMap<String, u32> = &BTreeMap::new();
+
     fn request(mode: AdmissionMode, tenant: &str, unseen: u32) -> Request<'_> {
         Request {
             mode,
@@ -156,7 +168,42 @@ mod tests {
             tenant,
             wanted: &[],
             unseen,
+            holding: NONE_HOLDING,
         }
+    }
+
+    /// The operator has written the first task's Admitted status but not yet its pool's
+    /// status: the task caches already show the slot taken, and a second immediate-mode
+    /// task must not be promised it.
+    #[test]
+    fn a_slot_the_caches_show_taken_is_taken_before_the_pool_status_says_so() {
+        let immediate = AdmissionMode::Immediate;
+        let stale = transcription_pool("p", false, (1, 0, 0, 0));
+        assert_eq!(decide(&request(immediate, "univ-x", 0), [&stale]), Ok(()));
+        let holding = BTreeMap::from([("p".to_owned(), 1)]);
+        let seen = Request {
+            holding: &holding,
+            ..request(immediate, "univ-x", 0)
+        };
+        assert_eq!(
+            decide(&seen, [&stale]).unwrap_err().category(),
+            "NoFreeRunner"
+        );
+        // The tenant's cap counts them too (univ-x: 2 on a pool with room).
+        let roomy = transcription_pool("p", false, (4, 0, 0, 0));
+        let two = BTreeMap::from([("p".to_owned(), 2)]);
+        let capped = Request {
+            holding: &two,
+            ..request(immediate, "univ-x", 0)
+        };
+        assert!(decide(&capped, [&roomy]).is_err());
+        // Tasks held in another pool leave this one's slots alone.
+        let elsewhere = BTreeMap::from([("q".to_owned(), 1)]);
+        let other_pool = Request {
+            holding: &elsewhere,
+            ..request(immediate, "univ-x", 0)
+        };
+        assert_eq!(decide(&other_pool, [&stale]), Ok(()));
     }
 
     #[test]

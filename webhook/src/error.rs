@@ -1,5 +1,5 @@
 //! Errors as Esup-Pod expects them: `{"detail": "..."}` with the reference manager's status
-//! codes. Each carries a stable category, the label of `esup_webhook_errors_total`.
+//! codes. Each carries a stable category, the label of `esup_runner_webhook_errors_total`.
 
 use warp::http::StatusCode;
 use warp::reply::{Reply, Response};

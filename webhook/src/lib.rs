@@ -16,6 +16,7 @@ pub mod admission;
 pub mod callback_tokens;
 pub mod dedup;
 pub mod error;
+pub mod health_check;
 pub mod manager_api;
 pub mod metrics;
 pub mod notifier;

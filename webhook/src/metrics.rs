@@ -12,6 +12,7 @@ use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetri
 use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
@@ -108,50 +109,67 @@ impl Metrics {
         let registry = &mut metrics.registry;
         // Counters get `_total` and unit-registered metrics their unit from the encoder.
         registry.register(
-            "esup_webhook_http_requests",
+            "esup_runner_webhook_http_requests",
             "HTTP requests by route template, method and status class",
             metrics.requests.clone(),
         );
         registry.register_with_unit(
-            "esup_webhook_http_request_duration",
+            "esup_runner_webhook_http_request_duration",
             "Time from a request's arrival to its response head, by route template",
             Unit::Seconds,
             metrics.duration.clone(),
         );
         registry.register(
-            "esup_webhook_tasks_submitted",
+            "esup_runner_webhook_tasks_submitted",
             "Tasks accepted by /task/execute (a de-duplicated resubmission included), by tenant and task type",
             metrics.submitted.clone(),
         );
         registry.register(
-            "esup_webhook_rejections",
+            "esup_runner_webhook_rejections",
             "Requests refused, by reason: auth, rate_limit, url_policy, backlog, \
              no_eligible_pool, no_free_runner (admission mode immediate), invalid, timeout (a request head or body not received in time)",
             metrics.rejections.clone(),
         );
         registry.register(
-            "esup_webhook_errors",
+            "esup_runner_webhook_errors",
             "Error answers, by category (the detail's kind)",
             metrics.errors.clone(),
         );
         registry.register_with_unit(
-            "esup_webhook_result",
+            "esup_runner_webhook_result",
             "Bytes of result files uploaded by runners and downloaded by Esup-Pod",
             Unit::Bytes,
             metrics.result_bytes.clone(),
         );
         registry.register(
-            "esup_webhook_http_connections",
+            "esup_runner_webhook_http_connections",
             "Connections open on the API port (at most --max-connections)",
             metrics.connections.clone(),
         );
+        registry.register_with_unit(
+            "esup_runner_webhook_notification_delay",
+            "Time from a task's end to Esup-Pod's acknowledgement of its notification",
+            Unit::Seconds,
+            notifier.delay.clone(),
+        );
+        esup_kube_common::build_info::register(registry, "esup_runner_webhook_build_info");
         registry.register_collector(Box::new(NotificationCollector(notifier)));
         metrics
     }
 
+    /// Exposes each tenant's backlog and bound, computed at each scrape.
+    pub fn register_backlogs(
+        &mut self,
+        tasks: crate::tasks::Tasks,
+        tokens: Arc<std::sync::RwLock<crate::tenants::TokenTable>>,
+    ) {
+        self.registry
+            .register_collector(Box::new(BacklogCollector { tasks, tokens }));
+    }
+
     pub fn register_undecodable(&mut self, undecodable: &crate::watch::Undecodable) {
         self.registry.register(
-            "esup_watch_undecodable_objects",
+            "esup_runner_webhook_watch_undecodable_objects",
             "Objects a watch skipped because they do not decode, by kind (each also gets a Warning Event)",
             undecodable.family(),
         );
@@ -286,6 +304,72 @@ pub fn rejection_reason(status: u16, category: Option<&str>) -> Option<&'static 
     }
 }
 
+/// Each tenant's backlog (its unfinished tasks, as admission counts them) and bound, read from
+/// the caches at each scrape.
+struct BacklogCollector {
+    tasks: crate::tasks::Tasks,
+    tokens: Arc<std::sync::RwLock<crate::tenants::TokenTable>>,
+}
+
+impl std::fmt::Debug for BacklogCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BacklogCollector")
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TenantLabels {
+    tenant: String,
+}
+
+impl Collector for BacklogCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let tenants: Vec<(String, String, u32)> = {
+            let table = self
+                .tokens
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            table
+                .tenants()
+                .into_iter()
+                .map(|t| (t.name.clone(), t.namespace.clone(), t.max_backlog))
+                .collect()
+        };
+        let backlogs: Vec<(&str, i64, i64)> = tenants
+            .iter()
+            .map(|(name, namespace, bound)| {
+                let view = self.tasks.submission_view(namespace, name, "");
+                (
+                    name.as_str(),
+                    i64::try_from(view.backlog).unwrap_or(i64::MAX),
+                    i64::from(*bound),
+                )
+            })
+            .collect();
+        for (metric, help, pick) in [
+            (
+                "esup_runner_webhook_tenant_backlog",
+                "A tenant's unfinished tasks, as its submissions' backlog check counts them",
+                (|b: &(&str, i64, i64)| b.1) as fn(&(&str, i64, i64)) -> i64,
+            ),
+            (
+                "esup_runner_webhook_tenant_backlog_limit",
+                "A tenant's backlog bound (maxBacklog): submissions past it get 503",
+                |b| b.2,
+            ),
+        ] {
+            let mut family = encoder.encode_descriptor(metric, help, None, MetricType::Gauge)?;
+            for b in &backlogs {
+                let labels = TenantLabels {
+                    tenant: b.0.to_owned(),
+                };
+                ConstGauge::new(pick(b)).encode(family.encode_family(&labels)?)?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The notifier's counters (`NotifierStats`), read at each scrape.
 #[derive(Debug)]
 struct NotificationCollector(Arc<NotifierStats>);
@@ -303,7 +387,7 @@ impl Collector for NotificationCollector {
             ("not_requested", not_requested),
         ];
         let mut family = encoder.encode_descriptor(
-            "esup_webhook_notifications",
+            "esup_runner_webhook_notifications",
             "Notifications to Esup-Pod by outcome: delivered, read_timeout (counts as delivered), \
              retry (a failed send), gave_up (retries spent or URL refused), not_requested",
             None,
@@ -372,25 +456,25 @@ mod tests {
         let get = |s: &str| sample_value(&text, s);
         assert_eq!(
             get(
-                r#"esup_webhook_http_requests_total{route="/task/status/{task_id}",method="GET",status="4xx"}"#
+                r#"esup_runner_webhook_http_requests_total{route="/task/status/{task_id}",method="GET",status="4xx"}"#
             ),
             Some(1.0)
         );
         assert_eq!(
             get(
-                r#"esup_webhook_http_requests_total{route="/task/status/{task_id}",method="GET",status="2xx"}"#
+                r#"esup_runner_webhook_http_requests_total{route="/task/status/{task_id}",method="GET",status="2xx"}"#
             ),
             Some(1.0)
         );
         assert_eq!(
             get(
-                r#"esup_webhook_http_requests_total{route="unmatched",method="other",status="4xx"}"#
+                r#"esup_runner_webhook_http_requests_total{route="unmatched",method="other",status="4xx"}"#
             ),
             Some(1.0)
         );
         assert_eq!(
             get(
-                r#"esup_webhook_http_request_duration_seconds_count{route="/task/status/{task_id}"}"#
+                r#"esup_runner_webhook_http_request_duration_seconds_count{route="/task/status/{task_id}"}"#
             ),
             Some(2.0)
         );
@@ -404,14 +488,14 @@ mod tests {
         ] {
             assert_eq!(
                 get(&format!(
-                    r#"esup_webhook_rejections_total{{reason="{reason}"}}"#
+                    r#"esup_runner_webhook_rejections_total{{reason="{reason}"}}"#
                 )),
                 Some(n),
                 "{reason}"
             );
         }
         assert_eq!(
-            get(r#"esup_webhook_errors_total{category="TaskNotFound"}"#),
+            get(r#"esup_runner_webhook_errors_total{category="TaskNotFound"}"#),
             Some(1.0)
         );
         assert!(
@@ -438,15 +522,17 @@ mod tests {
         let text = metrics.encode().unwrap();
         let get = |s: &str| sample_value(&text, s);
         assert_eq!(
-            get(r#"esup_webhook_tasks_submitted_total{tenant="univ-x",task_type="encoding"}"#),
+            get(
+                r#"esup_runner_webhook_tasks_submitted_total{tenant="univ-x",task_type="encoding"}"#
+            ),
             Some(2.0)
         );
         assert_eq!(
-            get(r#"esup_webhook_result_bytes_total{direction="uploaded"}"#),
+            get(r#"esup_runner_webhook_result_bytes_total{direction="uploaded"}"#),
             Some(1024.0)
         );
         assert_eq!(
-            get(r#"esup_webhook_result_bytes_total{direction="downloaded"}"#),
+            get(r#"esup_runner_webhook_result_bytes_total{direction="downloaded"}"#),
             Some(512.0)
         );
         for (outcome, n) in [
@@ -458,14 +544,14 @@ mod tests {
         ] {
             assert_eq!(
                 get(&format!(
-                    r#"esup_webhook_notifications_total{{outcome="{outcome}"}}"#
+                    r#"esup_runner_webhook_notifications_total{{outcome="{outcome}"}}"#
                 )),
                 Some(n),
                 "{outcome}"
             );
         }
-        assert!(text.contains("# TYPE esup_webhook_notifications counter"));
-        assert!(text.contains("# UNIT esup_webhook_result_bytes bytes"));
+        assert!(text.contains("# TYPE esup_runner_webhook_notifications counter"));
+        assert!(text.contains("# UNIT esup_runner_webhook_result_bytes bytes"));
     }
 
     #[test]

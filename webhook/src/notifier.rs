@@ -167,7 +167,7 @@ impl NotifierConfig {
 }
 
 /// Counters a /metrics endpoint reads.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct NotifierStats {
     /// Notifications Esup-Pod acknowledged, read timeouts included.
     pub delivered: AtomicU64,
@@ -179,6 +179,27 @@ pub struct NotifierStats {
     pub exhausted: AtomicU64,
     /// Tasks marked NotRequested.
     pub not_requested: AtomicU64,
+    /// Seconds from a task's end to Esup-Pod's acknowledgement of its notification.
+    pub delay: prometheus_client::metrics::histogram::Histogram,
+}
+
+/// From a send right after the end (sub-second) to the last retry of the reference
+/// schedule (hours).
+const DELAY_BUCKETS: [f64; 14] = [
+    0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 14400.0,
+];
+
+impl Default for NotifierStats {
+    fn default() -> Self {
+        Self {
+            delivered: AtomicU64::default(),
+            read_timeouts: AtomicU64::default(),
+            failed: AtomicU64::default(),
+            exhausted: AtomicU64::default(),
+            not_requested: AtomicU64::default(),
+            delay: prometheus_client::metrics::histogram::Histogram::new(DELAY_BUCKETS),
+        }
+    }
 }
 
 impl NotifierStats {
@@ -262,6 +283,8 @@ struct Fresh {
     /// The launch whose `script_output` the result store keeps, read at send time.
     stored_script_output: Option<u32>,
     notified: Option<Condition>,
+    /// When the task reached its terminal phase.
+    completion_time: Option<Timestamp>,
 }
 
 impl Fresh {
@@ -274,6 +297,7 @@ impl Fresh {
                 .and_then(|s| s.result.as_ref())
                 .and_then(|r| r.stored_script_output_launch()),
             notify: task.common().notify.clone(),
+            completion_time: status.and_then(|s| s.completion_time.as_ref()).map(|t| t.0),
             notified: status.and_then(|s| {
                 s.conditions
                     .iter()
@@ -662,6 +686,12 @@ impl Notifier {
         let end = Timestamp::now();
         let result = after_send(&recorded, &sent, delays, end);
         self.config.stats.record(&sent, &result);
+        if let (SendOutcome::Accepted(_) | SendOutcome::ReadTimeout, Some(ended)) =
+            (&sent, fresh.completion_time)
+        {
+            let delay = end.duration_since(ended).as_secs_f64().max(0.0);
+            self.config.stats.delay.observe(delay);
+        }
         match &sent {
             SendOutcome::Accepted(_) | SendOutcome::ReadTimeout => {
                 tracing::info!(task = %key, attempt, outcome = ?sent, "Esup-Pod notified");

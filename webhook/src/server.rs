@@ -339,12 +339,12 @@ mod tests {
 
         let text = metrics.encode().unwrap();
         assert!(text.contains(
-            r#"esup_webhook_http_requests_total{route="/task/status/{task_id}",method="GET",status="4xx"} 1"#
+            r#"esup_runner_webhook_http_requests_total{route="/task/status/{task_id}",method="GET",status="4xx"} 1"#
         ));
-        assert!(text.contains(r#"esup_webhook_rejections_total{reason="auth"}"#));
+        assert!(text.contains(r#"esup_runner_webhook_rejections_total{reason="auth"}"#));
         assert!(
             text.contains(
-                r#"esup_webhook_http_requests_total{route="unmatched",method="GET",status="4xx"} 1"#
+                r#"esup_runner_webhook_http_requests_total{route="unmatched",method="GET",status="4xx"} 1"#
             ),
             "only /nope is unmatched:\n{text}"
         );
@@ -379,7 +379,10 @@ mod tests {
                 .starts_with("application/openmetrics-text")
         );
         let text = String::from_utf8(scrape.body().to_vec()).unwrap();
-        assert!(text.contains("esup_webhook_http_requests_total"), "{text}");
+        assert!(
+            text.contains("esup_runner_webhook_http_requests_total"),
+            "{text}"
+        );
         assert_eq!(get("/healthz").await.status(), StatusCode::OK);
         assert_eq!(
             get("/readyz").await.status(),
@@ -443,7 +446,7 @@ mod tests {
         assert_eq!(body, serde_json::json!({"error": "Rate limit exceeded"}));
         let text = surface.metrics.encode().unwrap();
         assert!(
-            text.contains(r#"esup_webhook_rejections_total{reason="rate_limit"} 1"#),
+            text.contains(r#"esup_runner_webhook_rejections_total{reason="rate_limit"} 1"#),
             "{text}"
         );
 
@@ -513,11 +516,11 @@ mod tests {
         );
         let text = surface.metrics.encode().unwrap();
         assert!(
-            text.contains(r#"esup_webhook_errors_total{category="TenantRateLimited"} 1"#),
+            text.contains(r#"esup_runner_webhook_errors_total{category="TenantRateLimited"} 1"#),
             "{text}"
         );
         assert!(
-            text.contains(r#"esup_webhook_rejections_total{reason="rate_limit"} 1"#),
+            text.contains(r#"esup_runner_webhook_rejections_total{reason="rate_limit"} 1"#),
             "{text}"
         );
     }

@@ -196,6 +196,21 @@ struct Inner {
     root: Option<PathBuf>,
 }
 
+/// The S3 client's credentials: the static keys when given; else the platform's chain, as
+/// the AWS SDKs read it from the environment (workload identity: a web-identity token file
+/// and role, as EKS and other OIDC-federated clusters inject them into the pod; then the
+/// container or instance metadata). Empty keys must not become a static credential, which
+/// would sign every request with an empty key.
+fn s3_builder(access_key_id: &str, secret_access_key: &str) -> AmazonS3Builder {
+    if access_key_id.is_empty() && secret_access_key.is_empty() {
+        AmazonS3Builder::from_env()
+    } else {
+        AmazonS3Builder::new()
+            .with_access_key_id(access_key_id)
+            .with_secret_access_key(secret_access_key)
+    }
+}
+
 impl ResultStore {
     pub fn new(config: &StoreConfig) -> Result<Self, StoreError> {
         let inner = match config {
@@ -233,7 +248,7 @@ impl ResultStore {
                     .with_timeout_disabled()
                     .with_connect_timeout(Duration::from_secs(10))
                     .with_allow_http(*allow_http);
-                let mut builder = AmazonS3Builder::new()
+                let mut builder = s3_builder(access_key_id, secret_access_key)
                     .with_bucket_name(bucket)
                     // S3-compatible servers mostly ignore the region but sign with one.
                     .with_region(if region.is_empty() {
@@ -241,8 +256,6 @@ impl ResultStore {
                     } else {
                         region
                     })
-                    .with_access_key_id(access_key_id)
-                    .with_secret_access_key(secret_access_key)
                     .with_virtual_hosted_style_request(false)
                     .with_client_options(options);
                 if let Some(endpoint) = endpoint.as_deref().filter(|e| !e.is_empty()) {
@@ -1216,6 +1229,35 @@ mod tests {
 #[cfg(test)]
 mod task_id_tests {
     use super::*;
+
+    /// Without keys the S3 client takes the platform's credentials (workload identity); it
+    /// used to sign with an empty static key.
+    #[test]
+    fn s3_credentials_are_static_only_when_keys_are_given() {
+        use object_store::aws::AmazonS3ConfigKey::{AccessKeyId, SecretAccessKey};
+        let keyless = s3_builder("", "");
+        assert_eq!(
+            keyless
+                .get_config_value(&AccessKeyId)
+                .filter(|k| k.is_empty()),
+            None
+        );
+        assert_eq!(
+            keyless
+                .get_config_value(&SecretAccessKey)
+                .filter(|k| k.is_empty()),
+            None
+        );
+        let keyed = s3_builder("AKIA", "secret");
+        assert_eq!(
+            keyed.get_config_value(&AccessKeyId).as_deref(),
+            Some("AKIA")
+        );
+        assert_eq!(
+            keyed.get_config_value(&SecretAccessKey).as_deref(),
+            Some("secret")
+        );
+    }
 
     #[tokio::test]
     async fn task_ids_lists_each_task_once() {

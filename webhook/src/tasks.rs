@@ -126,6 +126,10 @@ pub struct SubmissionView {
     pub backlog: usize,
     /// Those the operator has not seen yet (phase Pending).
     pub unseen: usize,
+    /// Those holding a slot (Admitted or Running), by pool. The operator writes a pass's task
+    /// statuses before its pools' statuses, so for a moment the caches can show a task
+    /// admitted that its pool's status does not count yet.
+    pub holding: std::collections::BTreeMap<String, u32>,
     /// The tasks of the submission's fingerprint: its de-duplication chain.
     pub chain: Vec<AnyTask>,
 }
@@ -451,8 +455,14 @@ impl Tasks {
         for task in all.chain(not_cached) {
             if task.tenant() == tenant && !task.phase().is_terminal() {
                 view.backlog += 1;
-                if task.phase() == TaskPhase::Pending {
-                    view.unseen += 1;
+                match task.phase() {
+                    TaskPhase::Pending => view.unseen += 1,
+                    TaskPhase::Admitted | TaskPhase::Running => {
+                        if let Some(pool) = task.status().and_then(|s| s.pool.clone()) {
+                            *view.holding.entry(pool).or_default() += 1;
+                        }
+                    }
+                    _ => {}
                 }
             }
             let same = !fingerprint_label.is_empty()

@@ -1,6 +1,6 @@
 //! The webhook's side of the guarded watches (`esup_kube_common::watch`): what to do with
 //! an object that does not decode — a log line, a Warning Event on it and the
-//! `esup_watch_undecodable_objects_total` metric — so that it is skipped and the cache syncs.
+//! `esup_runner_webhook_watch_undecodable_objects_total` metric — so that it is skipped and the cache syncs.
 
 use kube::Client;
 use kube::Resource;
@@ -17,7 +17,7 @@ pub struct KindLabels {
 }
 
 /// Objects the webhook's watches skipped because they do not decode, by kind
-/// (`esup_watch_undecodable_objects_total`, as the operator counts them). Made before the
+/// (`esup_runner_webhook_watch_undecodable_objects_total`, as the operator counts its own). Made before the
 /// watches start; `Metrics::register_undecodable` exposes it.
 #[derive(Clone, Debug, Default)]
 pub struct Undecodable(Family<KindLabels, Counter>);

@@ -15,7 +15,7 @@ async fn metrics_and_probes_are_served_on_the_metrics_port_only() {
     for path in ["/metrics", "/healthz", "/readyz"] {
         let (status, answer) = request(webhook.api, &get(path, ""), b"").await;
         assert_eq!(status, 404, "{path} on the API port: {answer}");
-        assert!(!answer.contains("esup_webhook_"), "{answer}");
+        assert!(!answer.contains("esup_runner_webhook_"), "{answer}");
     }
     let auth = format!("Authorization: Bearer {TOKEN}\r\n");
     let (status, _) = request(webhook.api, &get("/manager/health", &auth), b"").await;
@@ -26,10 +26,13 @@ async fn metrics_and_probes_are_served_on_the_metrics_port_only() {
     assert_eq!(status, 200);
     assert!(answer.contains("application/openmetrics-text"), "{answer}");
     assert!(
-        answer.contains(r#"esup_webhook_http_requests_total{route="/manager/health",method="GET",status="2xx"} 1"#),
+        answer.contains(r#"esup_runner_webhook_http_requests_total{route="/manager/health",method="GET",status="2xx"} 1"#),
         "{answer}"
     );
-    assert!(answer.contains("esup_webhook_http_connections"), "{answer}");
+    assert!(
+        answer.contains("esup_runner_webhook_http_connections"),
+        "{answer}"
+    );
     let (status, _) = request(webhook.ops, &get("/healthz", ""), b"").await;
     assert_eq!(status, 200);
     let (status, _) = request(webhook.ops, &get("/readyz", ""), b"").await;

@@ -210,7 +210,7 @@ async fn stalled_connections_are_closed_and_memory_stays_flat() {
     let text = webhook.metrics.encode().unwrap();
     let timeouts: f64 = text
         .lines()
-        .find_map(|l| l.strip_prefix(r#"esup_webhook_rejections_total{reason="timeout"} "#))
+        .find_map(|l| l.strip_prefix(r#"esup_runner_webhook_rejections_total{reason="timeout"} "#))
         .and_then(|v| v.parse().ok())
         .unwrap_or(0.0);
     assert!(timeouts >= 250.0, "timeouts counted: {timeouts}\n{text}");

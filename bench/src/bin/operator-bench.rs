@@ -394,7 +394,7 @@ async fn measure(
             "backlog": phase_metrics(&m_backlog.since(&m_start)),
             "probes": phase_metrics(&m_probes.since(&m_backlog)),
             "releases": phase_metrics(&m_end.since(&m_probes)),
-            "scheduler_tasks_end": m_end.get("esup_scheduler_tasks"),
+            "scheduler_tasks_end": m_end.get("esup_runner_operator_scheduler_tasks"),
         },
         "control_plane": {
             "whole_run": cp_total.to_json(&control_plane),
@@ -420,22 +420,22 @@ fn round_ratio(x: f64) -> f64 {
 
 /// What the operator did in a phase, from the difference of two scrapes of its metrics.
 fn phase_metrics(m: &Scrape) -> Value {
-    let passes = m.get("esup_scheduler_pass_seconds_count");
-    let sum = m.get("esup_scheduler_pass_seconds_sum");
+    let passes = m.get("esup_runner_operator_scheduler_pass_seconds_count");
+    let sum = m.get("esup_runner_operator_scheduler_pass_seconds_sum");
     let counts = |name: &str, label: &str| -> BTreeMap<String, u64> {
         m.by_label(name, label)
             .into_iter()
             .map(|(k, v)| (k, v.max(0.0).round() as u64))
             .collect()
     };
-    let writes = counts("esup_api_writes_total", "kind");
-    let errors = counts("esup_reconcile_errors_total", "category");
+    let writes = counts("esup_runner_operator_kube_api_writes_total", "kind");
+    let errors = counts("esup_runner_operator_reconcile_errors_total", "category");
     json!({
         "passes": passes.max(0.0).round() as u64,
         "pass_seconds_sum": round_ratio(sum),
         "pass_mean_ms": if passes > 0.0 { round(sum / passes * 1000.0) } else { 0.0 },
-        "pass_p50_bucket_s": m.bucket_quantile("esup_scheduler_pass_seconds", 0.5),
-        "pass_p99_bucket_s": m.bucket_quantile("esup_scheduler_pass_seconds", 0.99),
+        "pass_p50_bucket_s": m.bucket_quantile("esup_runner_operator_scheduler_pass_seconds", 0.5),
+        "pass_p99_bucket_s": m.bucket_quantile("esup_runner_operator_scheduler_pass_seconds", 0.99),
         "writes": writes,
         "reconcile_errors": errors,
     })
@@ -1113,7 +1113,7 @@ impl OperatorProcess {
             self.check()?;
             if let Ok((200, _)) = http_get(self.port, "/readyz").await
                 && let Ok((200, body)) = http_get(self.port, "/metrics").await
-                && Scrape::parse(&body).get("esup_operator_leader") == 1.0
+                && Scrape::parse(&body).get("esup_runner_operator_leader") == 1.0
             {
                 return Ok(());
             }

@@ -20,12 +20,15 @@
 {{- define "esup.operator.name" -}}{{ include "esup.fullname" . | trunc 54 | trimSuffix "-" }}-operator{{- end -}}
 {{- define "esup.webhook.name" -}}{{ include "esup.fullname" . | trunc 55 | trimSuffix "-" }}-webhook{{- end -}}
 
+{{/* Labels of every object: the chart's, then `commonLabels` (which cannot replace them). */}}
 {{- define "esup.labels" -}}
-helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
-app.kubernetes.io/part-of: esup-runner
-app.kubernetes.io/instance: {{ .Release.Name }}
-app.kubernetes.io/managed-by: {{ .Release.Service }}
-app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+{{- $own := dict
+  "helm.sh/chart" (printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_")
+  "app.kubernetes.io/part-of" "esup-runner"
+  "app.kubernetes.io/instance" .Release.Name
+  "app.kubernetes.io/managed-by" .Release.Service
+  "app.kubernetes.io/version" .Chart.AppVersion -}}
+{{- toYaml (merge $own (deepCopy (default (dict) .Values.commonLabels))) -}}
 {{- end -}}
 
 {{/* Selector labels of one component: (dict "ctx" $ "component" "operator") */}}
@@ -36,12 +39,35 @@ app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 
 {{- define "esup.componentLabels" -}}
-{{ include "esup.labels" .ctx }}
-{{ include "esup.selector" . }}
+{{- toYaml (merge (include "esup.selector" . | fromYaml) (include "esup.labels" .ctx | fromYaml)) -}}
 {{- end -}}
 
+{{/* Labels of a component's pods: its labels, then `<component>.podLabels` (which cannot
+replace them: the selector depends on them). (dict "ctx" $ "component" "operator") */}}
+{{- define "esup.podLabels" -}}
+{{- $extra := deepCopy (default (dict) (index .ctx.Values .component).podLabels) -}}
+{{- toYaml (merge (include "esup.componentLabels" . | fromYaml) $extra) -}}
+{{- end -}}
+
+{{/* An image reference: (dict "ctx" $ "image" .Values.operator.image).
+`imageRegistry` replaces the registry part of the repository (its first path element when that
+names a host: it holds a dot or a colon, or is localhost), or prefixes a repository that has
+none. A digest wins over the tag; an empty tag is the chart's appVersion. */}}
 {{- define "esup.image" -}}
-{{- printf "%s:%s" .image.repository (default .ctx.Chart.AppVersion .image.tag) -}}
+{{- $repo := .image.repository -}}
+{{- with .ctx.Values.imageRegistry -}}
+{{- $parts := splitList "/" $repo -}}
+{{- $first := first $parts -}}
+{{- if and (gt (len $parts) 1) (or (contains "." $first) (contains ":" $first) (eq $first "localhost")) -}}
+{{- $repo = join "/" (rest $parts) -}}
+{{- end -}}
+{{- $repo = printf "%s/%s" (trimSuffix "/" .) $repo -}}
+{{- end -}}
+{{- if .image.digest -}}
+{{- printf "%s@%s" $repo .image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" $repo (default .ctx.Chart.AppVersion .image.tag) -}}
+{{- end -}}
 {{- end -}}
 
 {{/* The tenants with their defaults filled in. */}}
@@ -50,7 +76,7 @@ app.kubernetes.io/component: {{ .component }}
 {{- range .Values.tenants -}}
 {{- /* Not sprig's merge: it treats false as unset and would turn createNamespace back on. */ -}}
 {{- $t := deepCopy . -}}
-{{- $defaults := dict "namespace" .name "createNamespace" true "tokens" (dict) "existingSecret" "" -}}
+{{- $defaults := dict "namespace" .name "createNamespace" true "tokens" (dict) "existingSecret" "" "adminGroups" (list) -}}
 {{- range $k, $v := $defaults -}}
 {{- if not (hasKey $t $k) -}}{{- $_ := set $t $k $v -}}{{- end -}}
 {{- end -}}
@@ -74,34 +100,39 @@ app.kubernetes.io/component: {{ .component }}
 {{- default (printf "%s-tenants" .Release.Namespace | trunc 63 | trimSuffix "-") .Values.tenantSecrets.namespace -}}
 {{- end -}}
 
+{{/* The tenant token `helm test` sends: {"tenant", "secret", "key"} of `tests.tenant`, else of
+the first tenant given with inline tokens; {} when there is none. */}}
+{{- define "esup.testToken" -}}
+{{- $found := dict -}}
+{{- $want := .Values.tests.tenant -}}
+{{- range (include "esup.tenants" . | fromJsonArray) -}}
+{{- if and (not $found) (or (eq .name $want) (and (not $want) .tokens)) -}}
+{{- $key := $.Values.tests.tokenKey -}}
+{{- if not $key -}}
+{{- $key = "token" -}}
+{{- if and .tokens (not (hasKey .tokens "token")) }}{{ $key = first (sortAlpha (keys .tokens)) }}{{ end -}}
+{{- end -}}
+{{- $secret := default (printf "%s-tenant-%s" (include "esup.fullname" $) .name) .existingSecret -}}
+{{- $found = dict "tenant" .name "secret" $secret "key" $key -}}
+{{- end -}}
+{{- end -}}
+{{- if and $want (not $found) -}}
+{{- fail (printf "tests.tenant: no tenant named %s in tenants" $want) -}}
+{{- end -}}
+{{- toJson $found -}}
+{{- end -}}
+
+{{/* The webhook's API Service, as pods of this cluster reach it. */}}
+{{- define "esup.webhook.serviceUrl" -}}
+{{- printf "http://%s.%s.svc:%v" (include "esup.webhook.name" .) .Release.Namespace .Values.webhook.service.port -}}
+{{- end -}}
+
 {{- define "esup.webhook.url" -}}
 {{- if .Values.webhook.callbackBaseUrl -}}
 {{- .Values.webhook.callbackBaseUrl -}}
 {{- else -}}
-{{- printf "http://%s.%s.svc:%v" (include "esup.webhook.name" .) .Release.Namespace .Values.webhook.service.port -}}
+{{- include "esup.webhook.serviceUrl" . -}}
 {{- end -}}
-{{- end -}}
-
-{{/* Restricted Pod Security: pod level. */}}
-{{- define "esup.podSecurityContext" -}}
-runAsNonRoot: true
-runAsUser: 65532
-runAsGroup: 65532
-fsGroup: 65532
-fsGroupChangePolicy: OnRootMismatch
-seccompProfile:
-  type: RuntimeDefault
-{{- end -}}
-
-{{/* Restricted Pod Security: container level. */}}
-{{- define "esup.containerSecurityContext" -}}
-allowPrivilegeEscalation: false
-readOnlyRootFilesystem: true
-runAsNonRoot: true
-capabilities:
-  drop: [ALL]
-seccompProfile:
-  type: RuntimeDefault
 {{- end -}}
 
 {{- define "esup.podSecurityLabels" -}}
@@ -149,4 +180,39 @@ subjects:
     namespace: {{ $ctx.Release.Namespace }}
 {{- end }}
 {{- end }}
+{{- end -}}
+
+
+{{/* A component's topologySpreadConstraints; an item without labelSelector spreads the
+component's own pods. (dict "ctx" $ "component" "operator") */}}
+{{- define "esup.topologySpread" -}}
+{{- $out := list -}}
+{{- range (index .ctx.Values .component).topologySpreadConstraints -}}
+{{- $c := deepCopy . -}}
+{{- if not (hasKey $c "labelSelector") -}}
+{{- $_ := set $c "labelSelector" (dict "matchLabels" (include "esup.selector" $ | fromYaml)) -}}
+{{- end -}}
+{{- $out = append $out $c -}}
+{{- end -}}
+{{- with $out }}{{ toYaml . }}{{ end -}}
+{{- end -}}
+
+{{/* Fails when `<component>.extraEnv` names a variable the chart sets:
+(dict "env" LIST "extra" LIST "where" "operator.extraEnv") */}}
+{{- define "esup.checkExtraEnv" -}}
+{{- $own := list -}}
+{{- range .env }}{{ $own = append $own .name }}{{ end -}}
+{{- range .extra -}}
+{{- if has .name $own -}}
+{{- fail (printf "%s: %s is set by the chart; use the chart's value for it" $.where .name) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Whether an image reference names a registry host (its first path element holds a dot or
+a colon, or is localhost) other than the local builds' esup.local. */}}
+{{- define "esup.publishedImage" -}}
+{{- $parts := splitList "/" . -}}
+{{- $first := first $parts -}}
+{{- if and (gt (len $parts) 1) (ne $first "esup.local") (or (contains "." $first) (contains ":" $first) (eq $first "localhost")) -}}true{{- end -}}
 {{- end -}}

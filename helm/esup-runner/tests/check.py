@@ -7,6 +7,7 @@ Scenarios (tests/run renders each with the values files of the same name):
   first        defaults on a cluster that does not serve RunnerPool yet
   clusterwide  rbac.clusterWideTenantAccess
   kind         kind-config/values.yaml against kind-config/cluster.yaml
+  openshift    security contexts without UIDs (restricted-v2), `helm test` with an existingSecret
 Every scenario also gets the invariants of `common`.
 """
 
@@ -20,6 +21,16 @@ import yaml
 CHART = Path(__file__).resolve().parent.parent
 REPO = CHART.parent.parent
 RESTRICTED_POD = {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
+APP_VERSION = yaml.safe_load((CHART / "Chart.yaml").read_text())["appVersion"]
+# The defaults of values.yaml (operator/webhook podSecurityContext, containerSecurityContext).
+DEFAULT_POD_SC = {
+    "runAsNonRoot": True, "runAsUser": 65532, "runAsGroup": 65532, "fsGroup": 65532,
+    "fsGroupChangePolicy": "OnRootMismatch", "seccompProfile": {"type": "RuntimeDefault"},
+}
+DEFAULT_CONTAINER_SC = {
+    "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "runAsNonRoot": True,
+    "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"},
+}
 FAILURES = []
 
 
@@ -51,6 +62,8 @@ def common(docs):
     rbac_least_privilege(docs)
     runner_service_accounts(docs)
     webhook_endpoints(docs)
+    user_roles(docs)
+    health_test(docs)
     names = [(d["kind"], d["metadata"].get("namespace"), d["metadata"]["name"]) for d in docs]
     check(len(names) == len(set(names)), "duplicate objects in the rendering")
 
@@ -76,6 +89,8 @@ def pod_specs(docs):
     for d in docs:
         if d["kind"] in ("Deployment", "StatefulSet", "DaemonSet", "Job"):
             yield d["metadata"]["name"], d["spec"]["template"]["spec"]
+        elif d["kind"] == "Pod":
+            yield d["metadata"]["name"], d["spec"]
 
 
 def pods_restricted(docs):
@@ -203,10 +218,15 @@ def webhook_endpoints(docs):
                     backend.get("name") == WEBHOOK and backend.get("port") == {"name": "http"},
                     f"Ingress {ingress['metadata']['name']} routes {backend}: only the API port may be routed",
                 )
+    api_port = [p.get("port") for p in api.get("ports", [])]
     for route in by_kind(docs, "HTTPRoute"):
+        check(route["apiVersion"] == "gateway.networking.k8s.io/v1", f"HTTPRoute {route['apiVersion']}")
         for rule in route["spec"].get("rules", []):
             for ref in rule.get("backendRefs", []):
-                check(ref.get("name") == WEBHOOK, f"HTTPRoute routes {ref}: only the API Service may be routed")
+                check(
+                    ref.get("name") == WEBHOOK and [ref.get("port")] == api_port,
+                    f"HTTPRoute routes {ref}: only the API Service's port {api_port} may be routed",
+                )
     for monitor in by_kind(docs, "ServiceMonitor"):
         if monitor["metadata"]["name"] == WEBHOOK:
             labels = monitor["spec"]["selector"]["matchLabels"]
@@ -218,6 +238,88 @@ def webhook_endpoints(docs):
             check([e["port"] for e in monitor["spec"]["endpoints"]] == ["metrics"], "webhook ServiceMonitor scrapes the metrics port")
 
 
+def user_roles(docs):
+    """The aggregated view/edit/admin roles: reads for view, task writes for edit, pool writes for
+    admin only; tenants' adminGroups bound to edit in their namespace only."""
+    roles = {r["metadata"]["name"]: r for r in by_kind(docs, "ClusterRole")}
+    present = [f"esup-h-esup-runner-{k}" in roles for k in ("view", "edit", "admin")]
+    check(all(present) or not any(present), f"user roles partly rendered: {present}")
+    if not all(present):
+        return
+
+    def grants(role, resource):
+        return {v for r in roles[f"esup-h-esup-runner-{role}"]["rules"] if resource in r["resources"] for v in r["verbs"]}
+
+    read = {"get", "list", "watch"}
+    for role, label in (("view", "view"), ("edit", "edit"), ("admin", "admin")):
+        labels = roles[f"esup-h-esup-runner-{role}"]["metadata"]["labels"]
+        check(labels.get(f"rbac.authorization.k8s.io/aggregate-to-{label}") == "true", f"{role} role not aggregated")
+        for res in ("encodingtasks", "transcriptiontasks", "runnerpools"):
+            check(read <= grants(role, res), f"{role} role cannot read {res}")
+    for res in ("encodingtasks", "transcriptiontasks", "runnerpools"):
+        check(grants("view", res) == read, f"view role writes {res}: {grants('view', res)}")
+    for res in ("encodingtasks", "transcriptiontasks"):
+        check({"create", "update", "patch", "delete"} <= grants("edit", res), f"edit role on {res}")
+    check(grants("edit", "runnerpools") == read, f"edit role writes pools: {grants('edit', 'runnerpools')}")
+    check({"create", "update", "patch", "delete"} <= grants("admin", "runnerpools"), "admin role on pools")
+    for role in roles.values():
+        if role["metadata"]["name"].endswith(("-view", "-edit", "-admin")):
+            for rule in role["rules"]:
+                check(rule["apiGroups"] == ["runner.esup-portail.org"], f"user role {role['metadata']['name']} beyond our kinds")
+    for binding in by_kind(docs, "RoleBinding"):
+        if binding["metadata"]["name"].endswith("-admins"):
+            check(binding["roleRef"]["name"] == "esup-h-esup-runner-edit", f"adminGroups bound to {binding['roleRef']}")
+            check(all(s["kind"] == "Group" for s in binding["subjects"]), "adminGroups subjects are groups")
+    check(
+        not [b for b in by_kind(docs, "ClusterRoleBinding") if b["roleRef"]["name"].endswith(("-view", "-edit", "-admin"))],
+        "the chart binds user roles cluster-wide",
+    )
+
+
+def health_test(docs):
+    """The `helm test` pod: a hook, the webhook image's health-check against the API Service,
+    the token from a Secret of its own namespace; admitted by the webhook's NetworkPolicy."""
+    pods = [p for p in by_kind(docs, "Pod") if p["metadata"]["name"].endswith("-health-test")]
+    peer_ns = [
+        peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
+        for np in by_kind(docs, "NetworkPolicy") if np["metadata"]["name"] == WEBHOOK
+        for rule in np["spec"].get("ingress", []) for peer in rule.get("from", [])
+        if peer.get("podSelector", {}).get("matchLabels", {}).get("app.kubernetes.io/component") == "health-test"
+    ]
+    if not pods:
+        check(not peer_ns, f"the webhook policy admits a health-test pod that is not rendered: {peer_ns}")
+        return
+    pod = pods[0]
+    meta = pod["metadata"]
+    check(meta["annotations"].get("helm.sh/hook") == "test", "health-test pod is not a test hook")
+    webhook = one(docs, "Deployment", "-webhook")["spec"]["template"]["spec"]["containers"][0]
+    container = pod["spec"]["containers"][0]
+    check(container["image"] == webhook["image"], f"health-test image {container['image']} != the webhook's")
+    api = next(s for s in by_kind(docs, "Service") if s["metadata"]["name"] == WEBHOOK)
+    url = f"http://{WEBHOOK}.{api['metadata']['namespace']}.svc:{api['spec']['ports'][0]['port']}"
+    check(container.get("args") == ["health-check", "--url", url], f"health-test args {container.get('args')}")
+    ref = env_of(container).get("ESUP_HEALTH_TOKEN", {}).get("secretKeyRef", {})
+    secrets = {(s["metadata"]["namespace"], s["metadata"]["name"]): s for s in by_kind(docs, "Secret")}
+    own = secrets.get((meta["namespace"], ref.get("name")))
+    if own is not None:
+        check(ref.get("key") in own.get("stringData", {}), f"health-test token key {ref.get('key')} not in {ref.get('name')}")
+    check(pod["spec"].get("automountServiceAccountToken") is False, "health-test pod mounts a token")
+    check(peer_ns == [meta["namespace"]], f"webhook policy admits health-test pods from {peer_ns}, the pod is in {meta['namespace']}")
+
+
+def common_labels(docs, labels, except_names=()):
+    for d in docs:
+        if d["metadata"]["name"] in except_names:
+            continue
+        got = d["metadata"].get("labels", {})
+        for key, value in labels.items():
+            check(got.get(key) == value, f"{d['kind']} {d['metadata']['name']}: commonLabels {key}={got.get(key)}")
+
+
+def deployment(docs, component):
+    return one(docs, "Deployment", f"-{component}").get("spec", {}).get("template", {})
+
+
 # ---- scenarios -------------------------------------------------------------------------------
 
 
@@ -227,7 +329,23 @@ def defaults(docs):
     check(spec["replicas"] == 2, "operator replicas != 2")
     container = spec["template"]["spec"]["containers"][0]
     env = env_of(container)
-    check(env.get("ESUP_RUNNER_IMAGE") == "esup.local/esup-runner:dev", f"runner image {env.get('ESUP_RUNNER_IMAGE')}")
+    check(
+        env.get("ESUP_RUNNER_IMAGE") == f"ghcr.io/esupportail/esup-runner:{APP_VERSION}",
+        f"runner image {env.get('ESUP_RUNNER_IMAGE')}: the published one, tagged with appVersion",
+    )
+    for component in ("operator", "webhook"):
+        template = deployment(docs, component)
+        pod = template.get("spec", {})
+        image = pod.get("containers", [{}])[0].get("image")
+        check(image == f"ghcr.io/esupportail/esup-{component}:{APP_VERSION}", f"{component} image {image}")
+        check(pod.get("securityContext") == DEFAULT_POD_SC, f"{component} pod securityContext {pod.get('securityContext')}")
+        check(pod["containers"][0].get("securityContext") == DEFAULT_CONTAINER_SC, f"{component} container securityContext")
+        for key in ("priorityClassName", "topologySpreadConstraints", "imagePullSecrets"):
+            check(key not in pod, f"{component}: {key} without a value")
+    check(not by_kind(docs, "HTTPRoute"), "HTTPRoute rendered while disabled")
+    check(not by_kind(docs, "Pod"), "helm test pod without a tenant token")
+    check(not [b for b in by_kind(docs, "RoleBinding") if b["metadata"]["name"].endswith("-admins")], "adminGroups bindings")
+    check(len([r for r in by_kind(docs, "ClusterRole") if r["metadata"]["name"].endswith(("-view", "-edit", "-admin"))]) == 3, "user roles")
     check(env.get("ESUP_RUNNER_IMAGE_PULL_POLICY") == "IfNotPresent", "runner pull policy")
     check(env.get("ESUP_LEASE_NAME") == "esup-operator", "lease name")
     check("ESUP_PRIVATE_NETWORKS" not in env, "no URL policy set: no policy variables")
@@ -342,23 +460,299 @@ def full(docs):
     check(egress_ports == [53, 53, 80, 443, 8080], f"runner egress ports {egress_ports}")
     pools = {p["metadata"]["name"] for p in by_kind(docs, "RunnerPool")}
     check(pools == {"gpu-l4", "shared-h100"}, f"pools replaced by values: {sorted(pools)}")
+    full_extensions(docs)
+
+
+def full_extensions(docs):
+    """Registry mirror and digests, pull secrets, scheduling, labels, ServiceAccount annotations,
+    extra env, extra objects, the HTTPRoute, adminGroups and the `helm test` pod."""
+    mirror = "registry.example.org/mirror/esupportail"
+    images = {
+        "operator": f"{mirror}/esup-operator@sha256:{'a' * 64}",
+        "webhook": f"{mirror}/esup-webhook:1.2.3",
+    }
+    oenv = env_of(deployment(docs, "operator")["spec"]["containers"][0])
+    runner_image = f"{mirror}/esup-runner@sha256:{'b' * 64}"
+    check(oenv.get("ESUP_RUNNER_IMAGE") == runner_image, f"runner image {oenv.get('ESUP_RUNNER_IMAGE')}")
+    for component, image in images.items():
+        template = deployment(docs, component)
+        pod = template["spec"]
+        container = pod["containers"][0]
+        check(container["image"] == image, f"{component} image {container['image']} != {image}")
+        check(pod.get("imagePullSecrets") == [{"name": "mirror-pull"}], f"{component} imagePullSecrets")
+        labels = template["metadata"]["labels"]
+        check(labels.get("cost-center") == "video", f"{component} podLabels")
+        check(labels.get("app.kubernetes.io/component") == component, f"{component} podLabels replaced a selector label")
+        check(pod.get("priorityClassName") == {"operator": "esup-critical", "webhook": "esup-high"}[component], f"{component} priorityClassName")
+        names = [e["name"] for e in container["env"]]
+        check(len(names) == len(set(names)), f"{component} env names repeat")
+    ospec = deployment(docs, "operator")["spec"]
+    spread = ospec.get("topologySpreadConstraints", [])
+    check(
+        spread == [{
+            "maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "ScheduleAnyway",
+            "labelSelector": {"matchLabels": {
+                "app.kubernetes.io/name": "esup-runner", "app.kubernetes.io/instance": "esup-h",
+                "app.kubernetes.io/component": "operator"}},
+        }],
+        f"operator topologySpreadConstraints {spread}: the operator's own pods by default",
+    )
+    wspread = deployment(docs, "webhook")["spec"].get("topologySpreadConstraints", [])
+    check(
+        [c.get("labelSelector") for c in wspread] == [{"matchLabels": {"app.kubernetes.io/component": "webhook"}}],
+        f"webhook topologySpreadConstraints {wspread}: a given labelSelector is kept",
+    )
+    oenv_list = ospec["containers"][0]["env"]
+    check(
+        oenv_list[-2:] == [
+            {"name": "ESUP_EXTRA_FLAG", "value": "1"},
+            {"name": "FROM_SECRET", "valueFrom": {"secretKeyRef": {"name": "extra", "key": "value"}}},
+        ],
+        f"operator extraEnv after the chart's: {oenv_list[-2:]}",
+    )
+    wenv = deployment(docs, "webhook")["spec"]["containers"][0]["env"]
+    check(wenv[-1] == {"name": "HTTPS_PROXY", "value": "http://proxy.example.org:3128"}, f"webhook extraEnv {wenv[-1]}")
+    sas = {s["metadata"]["name"]: s for s in by_kind(docs, "ServiceAccount") if s["metadata"]["namespace"] == "esup-test"}
+    check(
+        sas.get(f"{WEBHOOK}", {}).get("metadata", {}).get("annotations")
+        == {"eks.amazonaws.com/role-arn": "arn:aws:iam::123456789012:role/esup-results"},
+        "webhook ServiceAccount annotations (workload identity)",
+    )
+    check(
+        sas.get("esup-h-esup-runner-operator", {}).get("metadata", {}).get("annotations") == {"example.org/identity": "operator"},
+        "operator ServiceAccount annotations",
+    )
+    runners = [s for s in by_kind(docs, "ServiceAccount") if s["metadata"]["name"] == "esup-runner"]
+    check(len(runners) == 3, f"runner ServiceAccounts {len(runners)}")
+    for sa in runners:
+        check(sa.get("imagePullSecrets") == [{"name": "runner-pull"}], f"runner SA {sa['metadata']['namespace']}: imagePullSecrets")
+    extra = {c["metadata"]["name"]: c for c in by_kind(docs, "ConfigMap")}
+    check(extra.get("esup-h-esup-runner-extra", {}).get("data") == {"release": "esup-h"}, "extraObjects item rendered with tpl")
+    check(extra.get("esup-h-extra-text", {}).get("data") == {"webhook": WEBHOOK}, "extraObjects string rendered with tpl")
+    common_labels(docs, {"team": "video", "app.kubernetes.io/part-of": "esup-runner"},
+                  except_names=("esup-h-esup-runner-extra", "esup-h-extra-text"))
+    route = one(docs, "HTTPRoute")
+    rspec = route.get("spec", {})
+    check(rspec.get("parentRefs") == [{"name": "public", "namespace": "gateway-system", "sectionName": "https"}], "HTTPRoute parentRefs")
+    check(rspec.get("hostnames") == ["runners.univ-x.fr"], "HTTPRoute hostnames")
+    check(route.get("metadata", {}).get("labels", {}).get("gateway") == "public", "HTTPRoute labels")
+    check(route.get("metadata", {}).get("annotations") == {"example.org/route": "yes"}, "HTTPRoute annotations")
+    admins = [b for b in by_kind(docs, "RoleBinding") if b["metadata"]["name"].endswith("-admins")]
+    check(
+        [(b["metadata"]["namespace"], [s["name"] for s in b["subjects"]]) for b in admins]
+        == [("pod-univ-x", ["univ-x-staff", "oidc:video-team"])],
+        f"adminGroups RoleBindings {[(b['metadata']['namespace'], b['subjects']) for b in admins]}",
+    )
+    pod = one(docs, "Pod", "-health-test")
+    check(pod.get("metadata", {}).get("namespace") == "esup-tokens", "health-test pod in the tenant-Secret namespace")
+    ref = env_of(pod["spec"]["containers"][0])["ESUP_HEALTH_TOKEN"]["secretKeyRef"]
+    check(ref == {"name": "esup-h-esup-runner-tenant-univ-x", "key": "token"}, f"health-test token {ref}")
+    check(pod["spec"].get("imagePullSecrets") == [{"name": "mirror-pull"}], "health-test imagePullSecrets")
+
+
+def openshift(docs):
+    """restricted-v2: no UID, GID or fsGroup from the chart; the rest of restricted stays."""
+    for component in ("operator", "webhook"):
+        pod = deployment(docs, component)["spec"]
+        psc = pod.get("securityContext", {})
+        for key in ("runAsUser", "runAsGroup", "fsGroup"):
+            check(key not in psc, f"{component}: {key} set under OpenShift values")
+        check(psc.get("runAsNonRoot") is True and psc.get("seccompProfile") == {"type": "RuntimeDefault"}, f"{component} {psc}")
+        check(pod["containers"][0].get("securityContext") == DEFAULT_CONTAINER_SC, f"{component} container securityContext")
+    pod = one(docs, "Pod", "-health-test")
+    check("runAsUser" not in pod.get("spec", {}).get("securityContext", {}), "health-test pod sets a UID")
+    ref = env_of(pod["spec"]["containers"][0])["ESUP_HEALTH_TOKEN"]["secretKeyRef"]
+    check(ref == {"name": "tenant-univ-o", "key": "token-2026"}, f"health-test token from tests.tenant's existingSecret: {ref}")
 
 
 def dashboard(configmap):
-    """The dashboard parses and queries only metrics that the code defines."""
+    """The dashboard (dashboards/esup-runner.json, as the ConfigMap carries it): every query
+    parses (promtool check rules, the queries written as recording rules) and names only metrics
+    the code exposes (histograms by _bucket/_sum/_count, counters by _total); every selector
+    names the release ($namespace and the component's job); pool gauges (leader only) are taken
+    with max, never summed over operator replicas; the rows, variables, descriptions and units."""
+    import os
+    import subprocess
+    import tempfile
+
     text = configmap.get("data", {}).get("esup-runner.json", "")
     board = json.loads(text) if text else {}
     check(board.get("panels"), "dashboard has no panels")
-    defined = set()
-    for source in ("operator/src/metrics.rs", "webhook/src/metrics.rs"):
-        defined |= set(re.findall(r'"(esup_[a-z_]+)"', (REPO / source).read_text()))
-    used = set(re.findall(r"\b(esup_[a-z_]+)", text))
-    suffixes = ("_bucket", "_total", "_seconds", "_bytes")
-    for metric in sorted(used):
-        base = metric
-        while base not in defined and base.endswith(suffixes):
-            base = next(base[: -len(s)] for s in suffixes if base.endswith(s))
-        check(base in defined, f"dashboard uses {metric}, not defined in operator/webhook metrics.rs")
+    source = json.loads((CHART / "dashboards" / "esup-runner.json").read_text())
+    check(board == source, "dashboard ConfigMap differs from dashboards/esup-runner.json")
+
+    variables = {v["name"]: v for v in board.get("templating", {}).get("list", [])}
+    for name in ("datasource", "namespace", "operator_job", "webhook_job", "pool", "tenant", "task_type"):
+        check(name in variables, f"dashboard lacks the variable ${name}")
+    for name in ("pool", "tenant", "task_type"):
+        v = variables.get(name, {})
+        check(v.get("multi") and v.get("includeAll") and v.get("allValue") == ".*", f"dashboard ${name}: multi, All = .*")
+
+    panels = []
+    for p in board.get("panels", []):
+        panels.append(p)
+        panels.extend(p.get("panels", []))  # a collapsed row holds its panels
+    rows = [p["title"] for p in panels if p["type"] == "row"]
+    expected_rows = ["Health", "Queues & capacity", "Latency", "Outcomes", "Tenants", "Esup-Pod link", "Internals"]
+    check(rows == expected_rows, f"dashboard rows {rows}, expected {expected_rows}")
+
+    queries = []  # (where, expr, is_variable)
+    for p in panels:
+        if p["type"] == "row":
+            continue
+        where = f"panel {p.get('title')!r}"
+        check(p.get("description"), f"dashboard {where} has no description")
+        unit = p.get("fieldConfig", {}).get("defaults", {}).get("unit")
+        check(unit, f"dashboard {where} has no unit")
+        check(p.get("datasource", {}).get("uid") == "${datasource}", f"dashboard {where}: datasource not $datasource")
+        check(p.get("targets"), f"dashboard {where} has no query")
+        if p["type"] == "stat":
+            steps = p.get("fieldConfig", {}).get("defaults", {}).get("thresholds", {}).get("steps", [])
+            check(steps, f"dashboard {where}: stat without thresholds")
+        for t in p.get("targets", []):
+            expr = t.get("expr", "")
+            check(expr, f"dashboard {where} target {t.get('refId')} has no expr")
+            queries.append((f"{where} {t.get('refId')}", expr, False))
+            # Units that follow from the query.
+            if expr.startswith("histogram_quantile(") and "_seconds_bucket" in expr and p["type"] == "timeseries":
+                check(unit == "s", f"dashboard {where}: quantiles of seconds shown as {unit}, not s")
+            if re.search(r"rate\([a-z_]+_bytes_total", expr):
+                check(unit == "Bps", f"dashboard {where}: bytes per second shown as {unit}, not Bps")
+        if p["type"] == "heatmap":
+            check(p.get("options", {}).get("yAxis", {}).get("unit") == "s", f"dashboard {where}: heatmap axis not in s")
+    for a in board.get("annotations", {}).get("list", []):
+        if a.get("expr"):
+            queries.append((f"annotation {a.get('name')!r}", a["expr"], False))
+    for name, v in variables.items():
+        q = v.get("query")
+        q = q.get("query", "") if isinstance(q, dict) else (q or "")
+        m = re.fullmatch(r"\s*label_values\((.*),\s*\w+\s*\)\s*", q, re.S)
+        if v.get("type") == "query":
+            check(m, f"dashboard variable ${name}: not label_values(selector, label)")
+            check(v.get("definition", q) == q, f"dashboard variable ${name}: definition is not its query")
+            if m:
+                queries.append((f"variable ${name}", m.group(1), True))
+
+    exposed = _exposed_metrics()
+    builtin = {"__rate_interval": "5m", "__interval": "1m", "__range": "1d"}
+    rules = []
+    for i, (where, expr, is_variable) in enumerate(queries):
+        def substitute(m):
+            name = m.group(1) or m.group(2) or m.group(3)
+            if name in builtin:
+                return builtin[name]
+            check(name in variables, f"dashboard {where}: unknown variable ${name}")
+            return ".*"
+
+        promql = re.sub(r"\$\{(\w+)(?::\w+)?\}|\$(\w+)|\[\[(\w+)\]\]", substitute, expr)
+        rules.append({"record": f"dashboard:query_{i}", "expr": promql})
+        for m in re.finditer(r"([a-zA-Z_:][a-zA-Z0-9_:]*)\s*\{([^}]*)\}", expr):
+            metric, matchers = m.group(1), m.group(2)
+            if metric in ("by", "without", "on", "ignoring", "group_left", "group_right"):
+                continue
+            check(metric in exposed or metric in DASHBOARD_FOREIGN_METRICS,
+                  f"dashboard {where} uses {metric}, which operator/webhook metrics do not expose")
+            # Every query is the release's: its namespace and the component's job (the job
+            # variables themselves are listed by namespace).
+            job = "$webhook_job" if metric.startswith("esup_runner_webhook_") else "$operator_job"
+            scope = ['namespace="$namespace"'] + ([] if where.endswith("_job") else [f'job="{job}"'])
+            check(all(s in matchers for s in scope),
+                  f"dashboard {where}: {metric} without {', '.join(scope)}")
+            if re.match(r"esup_runner_(pool_|tasks_pending$)", metric):
+                check('replica_role="leader"' in matchers, f"dashboard {where}: {metric} without replica_role=\"leader\"")
+                before = expr[: m.start()]
+                check(is_variable or re.search(r"\bmax\s*(by\s*\([^)]*\)\s*)?\(\s*$", before),
+                      f"dashboard {where}: {metric} not under max (a sum would count replicas twice)")
+        # Names outside a selector too (a bare name, or one in a string).
+        for metric in set(re.findall(r"\b(esup_[a-z_]+)(?![a-z_])(?!\s*\{)", expr)):
+            check(metric in exposed, f"dashboard {where} uses {metric}, which operator/webhook metrics do not expose")
+
+    promtool = os.environ.get("PROMTOOL")
+    check(promtool, "PROMTOOL not set (tests/run sets it): the dashboard's queries cannot be parsed")
+    if promtool and rules:
+        with tempfile.NamedTemporaryFile("w", suffix=".yaml") as f:
+            yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}, f)
+            f.flush()
+            run = subprocess.run([promtool, "check", "rules", f.name], capture_output=True, text=True)
+            detail = run.stdout + run.stderr
+            detail = re.sub(r"dashboard:query_(\d+)\b", lambda m: queries[int(m.group(1))][0], detail)
+            check(run.returncode == 0, f"promtool refuses the dashboard's queries:\n{detail}")
+
+
+# Metrics of other exporters the dashboard may use.
+DASHBOARD_FOREIGN_METRICS = {"up"}
+
+
+def _exposed_metrics():
+    """Names the operator and webhook expose, from their registrations in the code:
+    registry.register[_with_unit]("name", help, [Unit::X,] metric) and collectors'
+    encode_descriptor("name", help, unit, MetricType::X). The type (counter: _total,
+    histogram: _bucket/_sum/_count, gauge: as is) comes from the metric's declaration."""
+    sources = {}
+    for crate in ("operator", "webhook", "kube-common"):
+        for path in sorted((REPO / crate / "src").rglob("*.rs")):
+            sources[path] = path.read_text()
+    every = "\n".join(sources.values())
+    aliases = dict(re.findall(r"\btype\s+(\w+)(?:<[^>]*>)?\s*=\s*([^;]+);", every))
+    kinds = (("Histogram", "histogram"), ("Counter", "counter"), ("Gauge", "gauge"), ("Info", "info"))
+    units = {"Seconds": "seconds", "Bytes": "bytes", "Joules": "joules", "Grams": "grams",
+             "Meters": "meters", "Ratios": "ratios", "Volts": "volts", "Amperes": "amperes",
+             "Celsius": "celsius"}
+
+    def kind_of(type_text):
+        for alias, expansion in aliases.items():
+            type_text = re.sub(rf"\b{alias}\b", expansion, type_text)
+        return next((k for word, k in kinds if word in type_text), None)
+
+    def declared_kind(expr, code):
+        """The kind of the metric expr (a field, a binding or a method's result), from its
+        declaration: in its file first."""
+        expr = re.sub(r"\.clone\(\)$", "", expr)
+        ident = re.sub(r"\(\)$", "", expr).split(".")[-1]
+        if expr.endswith("()"):
+            patterns = (rf"\bfn\s+{ident}\s*\([^)]*\)\s*->\s*([^{{]+)",)
+        else:
+            patterns = (rf"\b{ident}\s*:\s*([^\n]+)", rf"\blet\s+(?:mut\s+)?{ident}\s*=\s*([^;]+);")
+        for text in (code, every):
+            for pattern in patterns:
+                for m in re.finditer(pattern, text):
+                    kind = kind_of(m.group(1))
+                    if kind:
+                        return kind
+        return None
+
+    def names(base, unit, kind):
+        full = f"{base}_{unit}" if unit else base
+        return {"counter": [f"{full}_total"], "gauge": [full], "info": [f"{base}_info"],
+                "histogram": [f"{full}_bucket", f"{full}_sum", f"{full}_count"]}[kind]
+
+    exposed, seen = set(), set()
+    for path, code in sources.items():
+        for m in re.finditer(r"\.register(?:_with_unit)?\(\s*\"(\w+)\"\s*,(.*?)\);", code, re.S):
+            base, args = m.group(1), re.sub(r'"(?:[^"\\]|\\.)*"', "", m.group(2), flags=re.S)
+            unit = re.search(r"Unit::(\w+)", args)
+            args = re.sub(r"Unit::\w+\s*,", "", args).strip().strip(",").strip()
+            kind = declared_kind(args, code)
+            check(kind, f"{path.name}: cannot tell the type of metric {base} ({args}): teach check.py")
+            if kind:
+                exposed.update(names(base, unit and units.get(unit.group(1), unit.group(1).lower()), kind))
+            seen.add(base)
+        for m in re.finditer(r"encode_descriptor\(\s*(\"(\w+)\"|\w+)\s*,[^;]*?,\s*(None|Some\(&?Unit::(\w+)\))\s*,\s*MetricType::(\w+)", code, re.S):
+            kind = m.group(5).lower()
+            unit = m.group(4) and units.get(m.group(4), m.group(4).lower())
+            # A name in a variable: the names of the loop above it.
+            bases = [m.group(2)] if m.group(2) else re.findall(r"\"(esup_\w+)\"", code[max(0, m.start() - 1500): m.start()])
+            for base in bases:
+                if kind in ("counter", "gauge", "histogram", "info"):
+                    exposed.update(names(base, unit, kind))
+                seen.add(base)
+        # esup_kube_common::build_info::register(registry, "name"): a gauge, always 1.
+        for m in re.finditer(r"build_info::register\(\s*\w+\s*,\s*\"(\w+)\"\s*\)", code):
+            exposed.add(m.group(1))
+            seen.add(m.group(1))
+        for base in re.findall(r"\"(esup_[a-z_]+)\"", code):
+            check(base in seen or base in exposed, f"{path.name}: metric {base} is registered in a way check.py cannot read")
+    return exposed
 
 
 def first(docs):

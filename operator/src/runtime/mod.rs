@@ -8,11 +8,11 @@
 
 pub mod index;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use esup_api::{EncodingTask, RunnerPool, TaskStatus, TranscriptionTask};
+use esup_api::{EncodingTask, RunnerPool, TaskPhase, TaskStatus, TranscriptionTask};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Node, ObjectReference, Pod, Secret};
@@ -30,7 +30,7 @@ use tokio::sync::Notify;
 use crate::error::{Error, Result};
 use crate::http::Health;
 use crate::job::{self, Launch, RunnerConfig};
-use crate::metrics::Metrics;
+use crate::metrics::{self, Metrics};
 use esup_api::labels;
 use esup_api::task::{TaskKey, TaskKind};
 use esup_kube_common::leader::Leadership;
@@ -195,6 +195,7 @@ impl Operator {
             pools,
             orphans,
             expired,
+            pending,
         } = plan;
         let refresh = self.config.position_refresh;
         let rate = self.config.position_writes_per_second;
@@ -271,7 +272,7 @@ impl Operator {
                 this.report(this.delete_task(&key).await, "delete expired task");
             })
             .await;
-        self.write_pools(pools).await;
+        self.write_pools(pools, &pending).await;
     }
 
     /// Writes one task's status, then its action. Returns the API server's refusal of a Job
@@ -486,14 +487,13 @@ impl Operator {
         }
     }
 
-    async fn write_pools(&mut self, reports: Vec<PoolReport>) {
+    async fn write_pools(
+        &mut self,
+        reports: Vec<PoolReport>,
+        pending: &BTreeMap<(String, String), u32>,
+    ) {
+        self.metrics.set_pools(&self.pool_gauges(&reports), pending);
         for report in reports {
-            self.metrics.set_pool(
-                &report.name,
-                i64::from(report.queued),
-                i64::from(report.free),
-                i64::from(report.status.running),
-            );
             if let Some(note) = &report.note {
                 let reference = ObjectReference {
                     api_version: Some(format!("{}/{}", esup_api::GROUP, esup_api::VERSION)),
@@ -552,8 +552,28 @@ impl Operator {
             .collect();
         for pool in gone {
             self.pool_written.remove(&pool);
-            self.metrics.forget_pool(&pool);
         }
+    }
+
+    /// The pools' gauges, from the pass's reports.
+    fn pool_gauges(&self, reports: &[PoolReport]) -> BTreeMap<String, metrics::PoolGauges> {
+        let index = self.lock();
+        reports
+            .iter()
+            .map(|r| {
+                let gauges = metrics::PoolGauges {
+                    queued: r.queued,
+                    oldest_queued_seconds: r.oldest_queued_seconds,
+                    slots: r.status.slots,
+                    free: r.free,
+                    running: r.status.running,
+                    ready: r.ready,
+                    suspended: index.pools.get(&r.name).is_some_and(|p| p.spec.suspend),
+                    gpus_allocatable: r.status.gpus_allocatable,
+                };
+                (r.name.clone(), gauges)
+            })
+            .collect()
     }
 
     async fn publish(&self, note: &Note, reference: &ObjectReference) {
@@ -576,21 +596,28 @@ impl Operator {
 
     fn observe(&self, observation: Observation) {
         match observation {
-            Observation::Started { pool, waited } => {
-                self.metrics.observe_schedule_to_start(&pool, waited)
-            }
-            Observation::AttemptFailed { pool, reason } => self.metrics.inc_failure(&pool, &reason),
-            Observation::Finished {
+            Observation::Started {
                 pool,
                 task_type,
-                outcome,
-                seconds,
-            } => {
-                self.metrics
-                    .observe_execution(&pool, outcome.protocol_name(), seconds);
-                if outcome == esup_api::TaskOutcome::Completed {
-                    self.metrics.inc_completion(&pool, &task_type);
-                }
+                waited,
+            } => self
+                .metrics
+                .observe_schedule_to_start(&pool, &task_type, waited),
+            Observation::AttemptFailed { pool, reason } => {
+                self.metrics.inc_attempt_failure(&pool, &reason)
+            }
+            Observation::Finished(task) => {
+                let succeeded = task.phase == TaskPhase::Succeeded;
+                self.metrics.observe_finished(&metrics::Finished {
+                    pool: &task.pool,
+                    task_type: &task.task_type,
+                    tenant: &task.tenant,
+                    phase: metrics::finished_phase(task.phase, &task.reason),
+                    execution_seconds: task.execution_seconds,
+                    outcome: task.outcome.protocol_name(),
+                    end_to_end_seconds: task.end_to_end_seconds,
+                    media_seconds: task.media_seconds.filter(|_| succeeded),
+                });
             }
         }
     }

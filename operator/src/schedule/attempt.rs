@@ -13,7 +13,7 @@ use k8s_openapi::jiff::Timestamp;
 
 use super::fair_share::seconds_between;
 use super::queue;
-use super::values::{Action, Note, Observation, Settings, Snapshot};
+use super::values::{Action, FinishedTask, Note, Observation, Settings, Snapshot};
 use super::work::{Work, holds_slot, home_pool, secs, time_after};
 use crate::failure::{self, AttemptEnd, FREE_DISRUPTIONS, Failure, FailureClass};
 use crate::model::{PodInfo, Pool};
@@ -166,6 +166,13 @@ fn follow_attempt(w: &mut Work<'_>, snapshot: &Snapshot<'_>, now: Timestamp, set
         }
     }
     if job.finished().is_some() {
+        // An attempt that ended between two passes never showed Running: its runner's start
+        // still counts, for the schedule-to-start latency and the execution time.
+        if w.status.phase == TaskPhase::Admitted
+            && let Some(started) = pod.and_then(|p| p.started)
+        {
+            record_start(w, started);
+        }
         match failure::classify_finished(job, pod) {
             AttemptEnd::Succeeded => succeed(w, now),
             AttemptEnd::Failed(_) if result_delivered(w) => succeed(w, now),
@@ -245,8 +252,7 @@ fn job_missing(
 
 /// The runner container runs: the attempt is Running.
 fn pod_started(w: &mut Work<'_>, pod: &PodInfo, now: Timestamp) {
-    let started = pod.started.unwrap_or(now);
-    w.status.start_time = Some(Time(started));
+    record_start(w, pod.started.unwrap_or(now));
     let message = format!(
         "runner pod {} runs on {}",
         pod.name,
@@ -260,10 +266,16 @@ fn pod_started(w: &mut Work<'_>, pod: &PodInfo, now: Timestamp) {
         now,
         w.task.generation,
     );
+}
+
+/// When the attempt's runner started, and how long it waited for it.
+fn record_start(w: &mut Work<'_>, started: Timestamp) {
+    w.status.start_time = Some(Time(started));
     let waited =
         queue_episode_start(&w.status).map_or(0.0, |q| seconds_between(q, started).max(0.0));
     w.observations.push(Observation::Started {
         pool: w.status.pool.clone().unwrap_or_default(),
+        task_type: w.task.task_type().protocol_name().to_owned(),
         waited,
     });
 }
@@ -513,18 +525,21 @@ fn finish(w: &mut Work<'_>, phase: TaskPhase, why: &str, message: &str, now: Tim
     w.status.queue = None;
     enter_phase(&mut w.status, phase, why, message, now, w.task.generation);
     // `finish` is only called with a terminal phase.
-    let outcome = phase.outcome().unwrap_or(TaskOutcome::Failed);
-    let seconds = w
-        .status
-        .start_time
-        .as_ref()
-        .map_or(0.0, |s| seconds_between(s.0, now).max(0.0));
-    w.observations.push(Observation::Finished {
+    w.observations.push(Observation::Finished(FinishedTask {
         pool: w.status.pool.clone().unwrap_or_default(),
         task_type: w.task.task_type().protocol_name().to_owned(),
-        outcome,
-        seconds,
-    });
+        tenant: w.task.tenant().to_owned(),
+        phase,
+        reason: why.to_owned(),
+        outcome: phase.outcome().unwrap_or(TaskOutcome::Failed),
+        execution_seconds: w
+            .status
+            .start_time
+            .as_ref()
+            .map(|s| seconds_between(s.0, now).max(0.0)),
+        end_to_end_seconds: seconds_between(w.task.created, now).max(0.0),
+        media_seconds: w.task.media_seconds(),
+    }));
     w.note = Some(Note {
         warning: phase != TaskPhase::Succeeded,
         reason: why.to_owned(),

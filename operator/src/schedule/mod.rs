@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use esup_api::conditions::reason;
 use esup_api::task::TaskKey;
-use esup_api::{TaskPriority, TaskStatus};
+use esup_api::{TaskPhase, TaskPriority, TaskStatus};
 use k8s_openapi::jiff::Timestamp;
 
 use crate::failure::{Failure, FailureClass};
@@ -35,7 +35,9 @@ use report::pool_report;
 use waiting::{materially_moved, positions, waiting_reason};
 use work::{Work, holds_slot, home_pool, secs};
 
-pub use values::{Action, Note, Observation, Plan, PoolReport, Settings, Snapshot, TaskChange};
+pub use values::{
+    Action, FinishedTask, Note, Observation, Plan, PoolReport, Settings, Snapshot, TaskChange,
+};
 
 /// One scheduling pass: the snapshot, and what the steps of [`plan`] worked out so far.
 struct Pass<'s, 'a> {
@@ -71,12 +73,17 @@ pub fn plan(snapshot: &Snapshot<'_>, now: Timestamp, settings: &Settings) -> Pla
     pass.reclaim();
     // 5. Where the still-waiting tasks stand.
     pass.place_waiting();
-    // 6. What changed.
+    // 6. What still waits, then what changed.
+    plan.pending = pass.pending();
+    let oldest = pass.oldest_queued();
     plan.tasks = pass.diff();
     // 7. Orphaned Jobs: active, yet not the current Job of a task that runs.
     plan.orphans = orphans(snapshot, &plan.tasks);
     // 8. Pools.
     plan.pools = pass.pool_reports();
+    for report in &mut plan.pools {
+        report.oldest_queued_seconds = oldest.get(&report.name).copied().unwrap_or(0.0);
+    }
     plan
 }
 
@@ -345,6 +352,47 @@ impl<'s, 'a> Pass<'s, 'a> {
                 )
             })
             .collect()
+    }
+
+    /// Age of the oldest task in each pool's queue, before [`Self::diff`] consumes the work.
+    fn oldest_queued(&self) -> BTreeMap<String, f64> {
+        self.orders
+            .iter()
+            .map(|(pool, order)| {
+                let oldest = order
+                    .iter()
+                    .filter_map(|&i| queued_since(&self.work[i].status))
+                    .min()
+                    .map_or(0.0, |since| seconds_between(since, self.now).max(0.0));
+                (pool.clone(), oldest)
+            })
+            .collect()
+    }
+
+    /// The tasks still waiting, counted by the pool whose queue holds them (their home pool;
+    /// none for a task no pool takes) and the reason of their Queued condition; before
+    /// [`Self::diff`] consumes the work.
+    fn pending(&self) -> BTreeMap<(String, String), u32> {
+        let mut pending = BTreeMap::new();
+        for w in &self.work {
+            if !matches!(w.status.phase, TaskPhase::Pending | TaskPhase::Queued) {
+                continue;
+            }
+            let why = w
+                .status
+                .condition(esup_api::conditions::task::QUEUED)
+                .filter(|c| c.status == "True")
+                .map_or(reason::WAITING_FOR_CAPACITY, |c| c.reason.as_str());
+            let pool = w
+                .status
+                .queue
+                .as_ref()
+                .map(|q| q.pool.clone())
+                .or_else(|| w.candidates.first().map(|p| p.name.clone()))
+                .unwrap_or_default();
+            *pending.entry((pool, why.to_owned())).or_default() += 1;
+        }
+        pending
     }
 }
 

@@ -116,6 +116,8 @@ pub(super) fn pool_report(
         status,
         queued: u32::try_from(queued_ids.len()).unwrap_or(u32::MAX),
         free: cap.free,
+        oldest_queued_seconds: 0.0,
+        ready,
         note,
     }
 }

@@ -2,7 +2,7 @@
 //! simulator feeds each plan's statuses back in as the next snapshot, creates the Jobs of
 //! `Launch` actions, deletes those of `Stop` actions, and moves the clock.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use esup_api::conditions::{reason, task as cond};
 use esup_api::status::{AttemptRecord, Progress, QueueStatus, TaskResult};
@@ -693,11 +693,33 @@ fn max_concurrency_holds_with_twenty_queued_tasks() {
         (cpu.status.slots, cpu.status.running, cpu.queued, cpu.free),
         (4, 4, 16, 0)
     );
+    assert!(cpu.ready);
+    assert_eq!(
+        plan.pending,
+        BTreeMap::from([(
+            ("cpu".to_owned(), reason::WAITING_FOR_CAPACITY.to_owned()),
+            16
+        )])
+    );
 
-    // With the Jobs created, the next pass has nothing to write.
+    // With the Jobs created, the next pass has nothing to write; the queue has aged.
     let again = sim.pass_at(5);
     assert_eq!(again.tasks, [], "no write storm");
     assert_eq!(report(&again, "cpu").status.running, 4);
+    assert_eq!(report(&again, "cpu").oldest_queued_seconds, 5.0);
+
+    // A task no pool takes waits outside every queue.
+    sim.add(transcription("lost", "univ-x", ""));
+    let plan = sim.pass_at(6);
+    assert_eq!(
+        plan.pending
+            .get(&(String::new(), reason::NO_ELIGIBLE_POOL.to_owned())),
+        Some(&1)
+    );
+    assert_eq!(
+        plan.pending[&("cpu".to_owned(), reason::WAITING_FOR_CAPACITY.to_owned())],
+        16
+    );
 }
 
 #[test]
@@ -1207,6 +1229,40 @@ fn running_task(extra: &str) -> Sim {
     sim
 }
 
+/// A short task can start and end between two passes: its start is still counted, for the
+/// schedule-to-start latency and its execution time.
+#[test]
+fn an_attempt_that_ends_unseen_still_reports_its_start() {
+    let mut sim = Sim::new(vec![encoding_pool("p", 1)], nodes(1));
+    sim.add(encoding("t", "univ-x", ""));
+    sim.pass();
+    sim.t = 20;
+    sim.run_pod("t", "n1");
+    sim.t = 30;
+    sim.end("t", End::Complete);
+    let plan = sim.pass_at(40);
+    let c = changed(&plan, "t");
+    assert_eq!(c.status.phase, TaskPhase::Succeeded);
+    assert_eq!(c.status.start_time, time(20));
+    assert!(
+        c.observations.contains(&Observation::Started {
+            pool: "p".to_owned(),
+            task_type: "encoding".to_owned(),
+            waited: 20.0
+        }),
+        "{:?}",
+        c.observations
+    );
+    assert!(
+        c.observations
+            .iter()
+            .any(|o| matches!(o, Observation::Finished(f)
+            if f.execution_seconds == Some(20.0))),
+        "{:?}",
+        c.observations
+    );
+}
+
 #[test]
 fn a_runner_that_starts_makes_the_task_running() {
     let mut sim = Sim::new(vec![encoding_pool("p", 1)], nodes(1));
@@ -1225,6 +1281,7 @@ fn a_runner_that_starts_makes_the_task_running() {
         c.observations,
         [Observation::Started {
             pool: "p".to_owned(),
+            task_type: "encoding".to_owned(),
             waited: 30.0
         }]
     );
@@ -1359,12 +1416,14 @@ fn how_an_attempt_ends() {
                 _ => TaskOutcome::Failed,
             };
             assert!(
-                c.observations.contains(&Observation::Finished {
-                    pool: "p".to_owned(),
-                    task_type: "encoding".to_owned(),
-                    outcome,
-                    seconds: 90.0
-                }),
+                c.observations
+                    .iter()
+                    .any(|o| matches!(o, Observation::Finished(f)
+                    if f.pool == "p"
+                        && f.task_type == "encoding"
+                        && f.phase == phase
+                        && f.outcome == outcome
+                        && f.execution_seconds == Some(90.0))),
                 "{what}: {:?}",
                 c.observations
             );
@@ -1655,15 +1714,20 @@ fn queue_wait_exceeded() {
         assert_eq!(why(status), reason::QUEUE_WAIT_EXCEEDED);
         assert_eq!(status.completion_time, time(1 + waited));
         assert_eq!(status.queue, None);
+        let [Observation::Finished(finished)] = c.observations.as_slice() else {
+            panic!("one Finished observation: {:?}", c.observations);
+        };
         assert_eq!(
-            c.observations,
-            [Observation::Finished {
-                pool: String::new(),
-                task_type: "encoding".to_owned(),
-                outcome: TaskOutcome::Timeout,
-                seconds: 0.0
-            }]
+            (
+                finished.pool.as_str(),
+                finished.task_type.as_str(),
+                finished.outcome
+            ),
+            ("", "encoding", TaskOutcome::Timeout)
         );
+        assert_eq!(finished.reason, reason::QUEUE_WAIT_EXCEEDED);
+        assert_eq!(finished.execution_seconds, None, "it never started");
+        assert!(finished.end_to_end_seconds >= 3600.0, "{finished:?}");
         assert!(c.note.as_ref().is_some_and(|n| n.warning));
     }
 }

@@ -1,11 +1,11 @@
 //! What the scheduler reads and what it answers: its settings, the snapshot of the
 //! cluster, and the plan of changes. Plain values.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
 use esup_api::task::TaskKey;
-use esup_api::{RunnerPoolStatus, TaskOutcome, TaskStatus};
+use esup_api::{RunnerPoolStatus, TaskOutcome, TaskPhase, TaskStatus};
 
 use crate::model::{JobInfo, NodeInfo, PodInfo, Pool, Task};
 
@@ -80,16 +80,34 @@ pub enum Action {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Observation {
     /// The runner pod of an attempt started, `waited` seconds after the task was queued.
-    Started { pool: String, waited: f64 },
+    Started {
+        pool: String,
+        task_type: String,
+        waited: f64,
+    },
     /// An attempt failed (retried or not).
     AttemptFailed { pool: String, reason: String },
     /// The task ended.
-    Finished {
-        pool: String,
-        task_type: String,
-        outcome: TaskOutcome,
-        seconds: f64,
-    },
+    Finished(FinishedTask),
+}
+
+/// A task that reached a terminal phase, as the metrics count it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FinishedTask {
+    /// The pool of its last attempt; empty when it never ran.
+    pub pool: String,
+    pub task_type: String,
+    pub tenant: String,
+    pub phase: TaskPhase,
+    /// The reason of the terminal condition (tells a cancellation from a failure).
+    pub reason: String,
+    pub outcome: TaskOutcome,
+    /// From its runner's start to its end; None when it never started.
+    pub execution_seconds: Option<f64>,
+    /// From its creation to its end.
+    pub end_to_end_seconds: f64,
+    /// Seconds of media, best known (the runner's probe, else the request).
+    pub media_seconds: Option<f64>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -112,6 +130,10 @@ pub struct PoolReport {
     pub status: RunnerPoolStatus,
     pub queued: u32,
     pub free: u32,
+    /// Age of the oldest task in its queue; 0 when none waits.
+    pub oldest_queued_seconds: f64,
+    /// Its Ready condition: it admits tasks.
+    pub ready: bool,
     /// Set when the pool starts or stops admitting: an Event for the cluster's operator.
     pub note: Option<Note>,
 }
@@ -125,4 +147,7 @@ pub struct Plan {
     pub orphans: Vec<(String, String)>,
     /// Finished tasks past their retention.
     pub expired: Vec<TaskKey>,
+    /// Tasks still waiting after the pass, by (the pool whose queue holds them, empty when
+    /// none does; the reason of their Queued condition).
+    pub pending: BTreeMap<(String, String), u32>,
 }

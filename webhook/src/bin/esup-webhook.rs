@@ -27,8 +27,39 @@ use kube::runtime::{WatchStreamExt, watcher};
 #[command(
     name = "esup-webhook",
     version,
-    about = "Esup-Pod's runner-manager API for esup-runner-operator"
+    about = "Esup-Pod's runner-manager API for esup-runner-operator",
+    args_conflicts_with_subcommands = true
 )]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// Without a subcommand: serve the API.
+    #[command(flatten)]
+    serve: Args,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum Command {
+    /// Checks a running webhook: `GET <url>/manager/health` with a tenant's token, as
+    /// Esup-Pod's "Test connection" does (the chart's `helm test`). Exits 0 when healthy.
+    HealthCheck {
+        /// The webhook's base URL, e.g. `http://esup-runner-webhook.esup-system:8080`.
+        #[arg(long)]
+        url: String,
+        /// A tenant's token.
+        #[arg(long, env = "ESUP_HEALTH_TOKEN", hide_env_values = true)]
+        token: String,
+        /// Longest wait for one answer.
+        #[arg(long, default_value = "10s", value_parser = cli::parse_duration)]
+        timeout: Duration,
+        /// How long to keep retrying while nothing answers (a Service just installed may
+        /// refuse connections for a few seconds); an answer that is not healthy fails at once.
+        #[arg(long, default_value = "30s", value_parser = cli::parse_duration)]
+        retry_for: Duration,
+    },
+}
+
+#[derive(clap::Args, Debug)]
 struct Args {
     /// Address of the API Esup-Pod and the runners call.
     #[arg(long, env = "ESUP_LISTEN", default_value = "0.0.0.0:8080")]
@@ -161,12 +192,48 @@ fn parse_header_name(s: &str) -> Result<String, String> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let args = Args::parse();
+    let cli = Cli::parse();
+    if let Some(Command::HealthCheck {
+        url,
+        token,
+        timeout,
+        retry_for,
+    }) = cli.command
+    {
+        return health_check(&url, &token, timeout, retry_for).await;
+    }
+    let args = cli.serve;
     cli::init_logging(&args.log_format);
     match run(args).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             tracing::error!("{message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn health_check(url: &str, token: &str, timeout: Duration, retry_for: Duration) -> ExitCode {
+    let deadline = tokio::time::Instant::now() + retry_for;
+    let mut result = esup_webhook::health_check::check(url, token, timeout).await;
+    while matches!(
+        result,
+        Err(esup_webhook::health_check::HealthCheckError::Unreachable { .. })
+    ) && tokio::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        result = esup_webhook::health_check::check(url, token, timeout).await;
+    }
+    match result {
+        Ok(health) => {
+            println!(
+                "healthy: {url} answers for this tenant ({} runner slots, {} tasks)",
+                health.runners, health.tasks
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{}: {e}", e.category());
             ExitCode::FAILURE
         }
     }
@@ -206,6 +273,7 @@ async fn run(args: Args) -> Result<(), String> {
     let mut notifier = notifier_config(&args, tenant_secrets, policy.clone());
     let mut metrics = esup_webhook::metrics::Metrics::new(notifier.stats.clone());
     metrics.register_undecodable(&undecodable);
+    metrics.register_backlogs(tasks.clone(), tokens.clone());
     let metrics = Arc::new(metrics);
     // The metrics port opens first: liveness holds while the caches list, readiness follows
     // them.

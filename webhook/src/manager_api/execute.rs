@@ -169,6 +169,7 @@ fn decide(
             tenant: &tenant.name,
             wanted: &spec.common().pools,
             unseen: u32::try_from(view.unseen).unwrap_or(u32::MAX),
+            holding: &view.holding,
         },
         pools.iter().map(|p| p.as_ref()),
     )
