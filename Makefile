@@ -8,11 +8,11 @@ ESUP_CLUSTER_DIR ?= /var/lib/esup-cluster
 export KUBECONFIG := $(ESUP_CLUSTER_DIR)/kubeconfig
 CARGO ?= cargo
 
-.PHONY: test workflows-lint rules-test images-check prune-cache deps lint unit e2e helm-test models models-test models-check crds crds-check integration cluster-up cluster-down demo demo-down toolchain
+.PHONY: test browser-test workflows-lint rules-test images-check prune-cache deps lint unit e2e helm-test models models-test models-check crds crds-check integration cluster-up cluster-down demo demo-down toolchain
 
-## test: formatting, clippy, workflow lint, alerting-rule tests, unit tests, CRD drift, integration
-## tests on the local cluster, then the release images' layout
-test: prune-cache lint workflows-lint rules-test unit crds-check models-check integration images-check
+## test: formatting, clippy, workflow lint, alerting-rule tests, unit tests, the browser tests,
+## CRD drift, integration tests on the local cluster, then the release images' layout
+test: prune-cache lint workflows-lint rules-test unit browser-test crds-check models-check integration images-check
 
 ## prune-cache: remove test executables a newer build replaced (a shared build cache otherwise
 ## grows until the disk is full, and the local cluster's kubelet then evicts pods)
@@ -101,6 +101,13 @@ integration: cluster-up deps models
 e2e: cluster-up deps models
 	$(CARGO) test --locked -p esup-e2e --test chart -- --ignored --test-threads=1; \
 	  rc=$$?; e2e/chart/down esup-e2e esup-e2e esup-e2e-pods; exit $$rc
+
+## browser-test: the webhook's HTML pages in headless Chromium, checked with axe-core
+## (e2e/tests/browser.rs; no cluster). Installs chromium, chromium-driver and axe-core first.
+browser-test: toolchain deps
+	e2e/browser/install
+	$(CARGO) build --locked -p esup-webhook --example docs_preview
+	$(CARGO) test --locked -p esup-e2e --test browser -- --ignored --test-threads=1
 
 ## helm-test: lint, schema and rendered-manifest checks of the chart, then a real install on the
 ## local cluster (operator and webhook images built here), upgrade and uninstall

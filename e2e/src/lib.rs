@@ -16,6 +16,8 @@ use kube::api::{Api, Patch, PatchParams};
 use kube::{Client, ResourceExt};
 use warp::Filter;
 
+pub mod browser;
+
 pub const FIELD_MANAGER: &str = "esup-e2e";
 
 /// The repository's root, read when the test runs (cargo sets `CARGO_MANIFEST_DIR` for the
