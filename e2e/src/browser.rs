@@ -2,7 +2,7 @@
 //! for accessibility checks. `e2e/browser/install` installs chromium, chromium-driver and the
 //! pinned axe-core; nothing here reaches beyond 127.0.0.1.
 
-use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -68,14 +68,6 @@ pub fn axe_path() -> PathBuf {
     cache.join(format!("axe-core-{AXE_VERSION}/axe.min.js"))
 }
 
-/// A free loopback port (bound then released: chromedriver binds it right after).
-pub fn free_port() -> Result<u16, BrowserError> {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .map_err(|e| BrowserError::Setup(format!("no free loopback port: {e}")))
-}
-
 /// Headless Chromium behind its own chromedriver; both end when this is dropped, and the
 /// profile directory is removed. chromedriver leads its own process group, which Chromium
 /// joins: killing the driver alone would orphan Chromium when a test panics.
@@ -92,7 +84,8 @@ impl Browser {
         let axe_file = axe_path();
         let axe = std::fs::read_to_string(&axe_file)
             .map_err(|e| BrowserError::Setup(format!("{}: {e}", axe_file.display())))?;
-        let port = free_port()?;
+        let port = crate::free_loopback_port()
+            .map_err(|e| BrowserError::Setup(format!("no free loopback port: {e}")))?;
         let driver = tokio::process::Command::new("chromedriver")
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())

@@ -148,15 +148,26 @@ where
     }
 }
 
+/// Cargo's target directory: `$CARGO_TARGET_DIR`, else the workspace's `target/`.
+pub fn target_dir() -> PathBuf {
+    std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| repo_root().join("target"))
+}
+
+/// A free loopback port, bound then released for a process started right after.
+pub fn free_loopback_port() -> std::io::Result<u16> {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|probe| probe.local_addr())
+        .map(|addr| addr.port())
+}
+
 /// The `esup-operator` binary: `$ESUP_OPERATOR_BIN`, else the workspace's target directory.
 pub fn operator_binary() -> PathBuf {
     if let Ok(path) = std::env::var("ESUP_OPERATOR_BIN") {
         return PathBuf::from(path);
     }
-    let target = std::env::var("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| repo_root().join("target"));
-    let path = target.join("debug/esup-operator");
+    let path = target_dir().join("debug/esup-operator");
     assert!(
         path.exists(),
         "{} missing: run `cargo build -p esup-operator --bin esup-operator` (make integration does)",
@@ -176,10 +187,7 @@ impl OperatorProcess {
     /// Starts the operator with its own Lease, the stand-in runner image and `callback_base`;
     /// its `/metrics` is at [`Self::metrics_url`].
     pub fn start(lease: &str, identity: &str, callback_base: &str) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|probe| probe.local_addr())
-            .expect("a free loopback port")
-            .port();
+        let port = free_loopback_port().expect("a free loopback port");
         let listen = format!("127.0.0.1:{port}");
         let log_dir = std::env::temp_dir().join("esup-e2e-logs");
         std::fs::create_dir_all(&log_dir).expect("log dir");
@@ -274,10 +282,7 @@ impl WebhookProcess {
     pub async fn start_with(name: &str, options: WebhookOptions) -> Self {
         let gateway = std::env::var("ESUP_POD_GATEWAY").unwrap_or_else(|_| "10.244.0.1".to_owned());
         let port = options.port.unwrap_or_else(free_gateway_port);
-        let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|probe| probe.local_addr())
-            .expect("a free loopback port")
-            .port();
+        let metrics_port = free_loopback_port().expect("a free loopback port");
         let results_dir = std::env::temp_dir().join(format!("esup-e2e-results-{name}"));
         if !options.keep_results {
             let _ = std::fs::remove_dir_all(&results_dir);

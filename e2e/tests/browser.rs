@@ -6,11 +6,10 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)] // tests fail loudly by design
 
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use esup_e2e::browser::{Browser, free_port};
-use esup_e2e::repo_root;
+use esup_e2e::browser::Browser;
+use esup_e2e::{free_loopback_port, repo_root, target_dir};
 
 /// `docs_preview`, killed when dropped.
 struct Preview {
@@ -19,16 +18,13 @@ struct Preview {
 }
 
 async fn preview() -> Preview {
-    let target = std::env::var("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| repo_root().join("target"));
-    let bin = target.join("debug/examples/docs_preview");
+    let bin = target_dir().join("debug/examples/docs_preview");
     assert!(
         bin.exists(),
         "{} missing: run `cargo build -p esup-webhook --example docs_preview` (make browser-test does)",
         bin.display()
     );
-    let port = free_port().expect("a free port");
+    let port = free_loopback_port().expect("a free port");
     let child = tokio::process::Command::new(&bin)
         .arg(format!("127.0.0.1:{port}"))
         .stdout(std::process::Stdio::null())
