@@ -17,6 +17,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
+use crate::schedule::{FinishedTask, PoolReport};
+
 /// Queue wait ranges from an idle pool (sub-second) to a backlog of long encodings (hours).
 const SCHEDULE_TO_START_BUCKETS: [f64; 18] = [
     0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0,
@@ -125,38 +127,6 @@ pub fn finished_phase(phase: TaskPhase, reason: &str) -> &'static str {
         _ if reason == esup_api::conditions::reason::CANCELLED => "cancelled",
         _ => "failed",
     }
-}
-
-/// A pool's state at the end of a scheduling pass, as the gauges show it.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct PoolGauges {
-    pub queued: u32,
-    pub oldest_queued_seconds: f64,
-    pub slots: u32,
-    pub free: u32,
-    pub running: u32,
-    pub ready: bool,
-    pub suspended: bool,
-    pub gpus_allocatable: Option<u32>,
-}
-
-/// A task that reached a terminal phase.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Finished<'a> {
-    /// The pool of its last attempt; empty when it never ran.
-    pub pool: &'a str,
-    pub task_type: &'a str,
-    pub tenant: &'a str,
-    /// `finished_phase`'s label.
-    pub phase: &'static str,
-    /// From its runner's start to its end; None when it never started.
-    pub execution_seconds: Option<f64>,
-    /// `TaskOutcome`'s protocol name, for the execution histogram.
-    pub outcome: &'a str,
-    /// From its creation to its end.
-    pub end_to_end_seconds: f64,
-    /// Seconds of media it processed, when it succeeded and the length is known.
-    pub media_seconds: Option<f64>,
 }
 
 /// The operator's metric families. Families share their state with the registry, so
@@ -376,36 +346,41 @@ impl Metrics {
             .observe(seconds);
     }
 
-    pub fn observe_finished(&self, task: &Finished<'_>) {
+    /// A task that reached a terminal phase; its media counts only when it succeeded.
+    pub fn observe_finished(&self, task: &FinishedTask) {
+        let phase = finished_phase(task.phase, &task.reason);
         if let Some(seconds) = task.execution_seconds {
             self.execution
                 .get_or_create(&ExecutionLabels {
-                    pool: task.pool.into(),
-                    task_type: task.task_type.into(),
-                    outcome: task.outcome.into(),
+                    pool: task.pool.clone(),
+                    task_type: task.task_type.clone(),
+                    outcome: task.outcome.protocol_name().to_owned(),
                 })
                 .observe(seconds);
         }
         self.end_to_end
             .get_or_create(&EndToEndLabels {
-                task_type: task.task_type.into(),
-                phase: task.phase,
+                task_type: task.task_type.clone(),
+                phase,
             })
             .observe(task.end_to_end_seconds);
         self.finished
             .get_or_create(&FinishedLabels {
-                pool: task.pool.into(),
-                task_type: task.task_type.into(),
-                tenant: task.tenant.into(),
-                phase: task.phase,
+                pool: task.pool.clone(),
+                task_type: task.task_type.clone(),
+                tenant: task.tenant.clone(),
+                phase,
             })
             .inc();
-        if let Some(media) = task.media_seconds.filter(|s| s.is_finite() && *s > 0.0) {
+        let media = task
+            .media_seconds
+            .filter(|s| task.phase == TaskPhase::Succeeded && s.is_finite() && *s > 0.0);
+        if let Some(media) = media {
             self.media_processed
                 .get_or_create(&UsageLabels {
-                    pool: task.pool.into(),
-                    task_type: task.task_type.into(),
-                    tenant: task.tenant.into(),
+                    pool: task.pool.clone(),
+                    task_type: task.task_type.clone(),
+                    tenant: task.tenant.clone(),
                 })
                 .inc_by(media);
         }
@@ -422,35 +397,34 @@ impl Metrics {
 
     /// The pools and waiting tasks as the leader's pass left them. Pools and (pool, reason)
     /// pairs of the previous pass that are absent now lose their series.
-    pub fn set_pools(
-        &self,
-        pools: &BTreeMap<String, PoolGauges>,
-        pending: &BTreeMap<(String, String), u32>,
-    ) {
+    pub fn set_pools(&self, pools: &[PoolReport], pending: &BTreeMap<(String, String), u32>) {
         let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
-        for (pool, g) in pools {
+        for pool in pools {
             let labels = LeaderPoolLabels {
-                pool: pool.clone(),
+                pool: pool.name.clone(),
                 replica_role: LEADER,
             };
+            let status = &pool.status;
             self.queue_depth
                 .get_or_create(&labels)
-                .set(i64::from(g.queued));
+                .set(i64::from(pool.queued));
             self.oldest_queued
                 .get_or_create(&labels)
-                .set(g.oldest_queued_seconds);
-            self.slots.get_or_create(&labels).set(i64::from(g.slots));
+                .set(pool.oldest_queued_seconds);
+            self.slots
+                .get_or_create(&labels)
+                .set(i64::from(status.slots));
             self.slots_free
                 .get_or_create(&labels)
-                .set(i64::from(g.free));
+                .set(i64::from(pool.free));
             self.running
                 .get_or_create(&labels)
-                .set(i64::from(g.running));
-            self.ready.get_or_create(&labels).set(i64::from(g.ready));
+                .set(i64::from(status.running));
+            self.ready.get_or_create(&labels).set(i64::from(pool.ready));
             self.suspended
                 .get_or_create(&labels)
-                .set(i64::from(g.suspended));
-            match g.gpus_allocatable {
+                .set(i64::from(pool.suspended));
+            match status.gpus_allocatable {
                 Some(gpus) => {
                     self.gpus_allocatable
                         .get_or_create(&labels)
@@ -461,7 +435,8 @@ impl Metrics {
                 }
             }
         }
-        for gone in seen.pools.iter().filter(|p| !pools.contains_key(*p)) {
+        let current: BTreeSet<String> = pools.iter().map(|p| p.name.clone()).collect();
+        for gone in seen.pools.difference(&current) {
             self.remove_pool(gone);
         }
         for ((pool, reason), count) in pending {
@@ -481,7 +456,7 @@ impl Metrics {
             });
         }
         *seen = Exported {
-            pools: pools.keys().cloned().collect(),
+            pools: current,
             pending: pending.keys().cloned().collect(),
         };
     }
@@ -519,7 +494,7 @@ impl Metrics {
     pub fn set_leader(&self, leader: bool) {
         let was = self.leader.set(i64::from(leader));
         if was == 1 && !leader {
-            self.set_pools(&BTreeMap::new(), &BTreeMap::new());
+            self.set_pools(&[], &BTreeMap::new());
         }
     }
 
@@ -545,6 +520,7 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use esup_api::TaskOutcome;
 
     fn encoded(metrics: &Metrics) -> String {
         match metrics.encode() {
@@ -559,16 +535,37 @@ mod tests {
         }
     }
 
-    fn gauges(queued: u32) -> PoolGauges {
-        PoolGauges {
+    /// A pool's report: 4 slots, 3 running, 1 free, Ready, 2 GPUs.
+    fn report(name: &str, queued: u32) -> PoolReport {
+        PoolReport {
+            name: name.to_owned(),
+            uid: None,
+            status: esup_api::RunnerPoolStatus {
+                slots: 4,
+                running: 3,
+                gpus_allocatable: Some(2),
+                ..Default::default()
+            },
             queued,
-            oldest_queued_seconds: 90.5,
-            slots: 4,
             free: 1,
-            running: 3,
+            oldest_queued_seconds: 90.5,
             ready: true,
             suspended: false,
-            gpus_allocatable: Some(2),
+            note: None,
+        }
+    }
+
+    fn finished(pool: &str, phase: TaskPhase, outcome: TaskOutcome) -> FinishedTask {
+        FinishedTask {
+            pool: pool.to_owned(),
+            task_type: "encoding".to_owned(),
+            tenant: "univ-x".to_owned(),
+            phase,
+            reason: String::new(),
+            outcome,
+            execution_seconds: Some(42.0),
+            end_to_end_seconds: 50.0,
+            media_seconds: Some(600.0),
         }
     }
 
@@ -605,26 +602,13 @@ mod tests {
         let m = Metrics::new();
         m.observe_schedule_to_start("gpu", "encoding", 3.0);
         m.observe_schedule_to_start("gpu", "encoding", 7200.0);
-        let done = Finished {
-            pool: "gpu",
-            task_type: "encoding",
-            tenant: "univ-x",
-            phase: "succeeded",
-            execution_seconds: Some(42.0),
-            outcome: "completed",
-            end_to_end_seconds: 50.0,
-            media_seconds: Some(600.0),
-        };
+        let done = finished("gpu", TaskPhase::Succeeded, TaskOutcome::Completed);
         m.observe_finished(&done);
         m.observe_finished(&done);
-        // Never admitted: no pool, no execution, no media.
-        m.observe_finished(&Finished {
-            pool: "",
-            phase: "timed_out",
+        // Never admitted: no pool, no execution; its media is not counted (it did not succeed).
+        m.observe_finished(&FinishedTask {
             execution_seconds: None,
-            outcome: "timeout",
-            media_seconds: None,
-            ..done.clone()
+            ..finished("", TaskPhase::TimedOut, TaskOutcome::Timeout)
         });
         m.inc_attempt_failure("cpu", "OOMKilled");
         m.inc_reconcile_error("ApiError");
@@ -664,16 +648,9 @@ mod tests {
     fn pool_gauges_follow_the_last_pass_and_forget_what_is_gone() {
         let m = Metrics::new();
         m.set_leader(true);
-        let pools = BTreeMap::from([
-            ("gpu".to_owned(), gauges(4)),
-            (
-                "cpu".to_owned(),
-                PoolGauges {
-                    gpus_allocatable: None,
-                    ..gauges(0)
-                },
-            ),
-        ]);
+        let mut cpu = report("cpu", 0);
+        cpu.status.gpus_allocatable = None;
+        let pools = [report("gpu", 4), cpu];
         let pending = BTreeMap::from([
             (("gpu".to_owned(), "WaitingForCapacity".to_owned()), 4),
             ((String::new(), "NoEligiblePool".to_owned()), 1),
@@ -698,8 +675,7 @@ mod tests {
         assert!(!text.contains(r#"esup_runner_pool_gpus_allocatable{pool="cpu""#));
 
         // The gpu pool is deleted and its task no longer waits for a pool.
-        let pools = BTreeMap::from([("cpu".to_owned(), gauges(0))]);
-        m.set_pools(&pools, &BTreeMap::new());
+        m.set_pools(&[report("cpu", 0)], &BTreeMap::new());
         let text = encoded(&m);
         assert!(!text.contains(r#"pool="gpu""#), "{text}");
         assert!(!text.contains("NoEligiblePool"), "{text}");
@@ -714,18 +690,12 @@ mod tests {
         let m = Metrics::new();
         m.set_leader(true);
         m.set_pools(
-            &BTreeMap::from([("gpu".to_owned(), gauges(2))]),
+            &[report("gpu", 2)],
             &BTreeMap::from([(("gpu".to_owned(), "TenantCapReached".to_owned()), 2)]),
         );
-        m.observe_finished(&Finished {
-            pool: "gpu",
-            task_type: "transcription",
-            tenant: "univ-x",
-            phase: "failed",
-            execution_seconds: Some(1.0),
-            outcome: "failed",
-            end_to_end_seconds: 2.0,
-            media_seconds: None,
+        m.observe_finished(&FinishedTask {
+            task_type: "transcription".to_owned(),
+            ..finished("gpu", TaskPhase::Failed, TaskOutcome::Failed)
         });
         m.set_leader(false);
         let text = encoded(&m);

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use esup_api::{EncodingTask, RunnerPool, TaskPhase, TaskStatus, TranscriptionTask};
+use esup_api::{EncodingTask, RunnerPool, TaskStatus, TranscriptionTask};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Node, ObjectReference, Pod, Secret};
@@ -30,7 +30,7 @@ use tokio::sync::Notify;
 use crate::error::{Error, Result};
 use crate::http::Health;
 use crate::job::{self, Launch, RunnerConfig};
-use crate::metrics::{self, Metrics};
+use crate::metrics::Metrics;
 use esup_api::labels;
 use esup_api::task::{TaskKey, TaskKind};
 use esup_kube_common::leader::Leadership;
@@ -492,7 +492,7 @@ impl Operator {
         reports: Vec<PoolReport>,
         pending: &BTreeMap<(String, String), u32>,
     ) {
-        self.metrics.set_pools(&self.pool_gauges(&reports), pending);
+        self.metrics.set_pools(&reports, pending);
         for report in reports {
             if let Some(note) = &report.note {
                 let reference = ObjectReference {
@@ -555,27 +555,6 @@ impl Operator {
         }
     }
 
-    /// The pools' gauges, from the pass's reports.
-    fn pool_gauges(&self, reports: &[PoolReport]) -> BTreeMap<String, metrics::PoolGauges> {
-        let index = self.lock();
-        reports
-            .iter()
-            .map(|r| {
-                let gauges = metrics::PoolGauges {
-                    queued: r.queued,
-                    oldest_queued_seconds: r.oldest_queued_seconds,
-                    slots: r.status.slots,
-                    free: r.free,
-                    running: r.status.running,
-                    ready: r.ready,
-                    suspended: index.pools.get(&r.name).is_some_and(|p| p.spec.suspend),
-                    gpus_allocatable: r.status.gpus_allocatable,
-                };
-                (r.name.clone(), gauges)
-            })
-            .collect()
-    }
-
     async fn publish(&self, note: &Note, reference: &ObjectReference) {
         let event = Event {
             type_: if note.warning {
@@ -606,19 +585,7 @@ impl Operator {
             Observation::AttemptFailed { pool, reason } => {
                 self.metrics.inc_attempt_failure(&pool, &reason)
             }
-            Observation::Finished(task) => {
-                let succeeded = task.phase == TaskPhase::Succeeded;
-                self.metrics.observe_finished(&metrics::Finished {
-                    pool: &task.pool,
-                    task_type: &task.task_type,
-                    tenant: &task.tenant,
-                    phase: metrics::finished_phase(task.phase, &task.reason),
-                    execution_seconds: task.execution_seconds,
-                    outcome: task.outcome.protocol_name(),
-                    end_to_end_seconds: task.end_to_end_seconds,
-                    media_seconds: task.media_seconds.filter(|_| succeeded),
-                });
-            }
+            Observation::Finished(task) => self.metrics.observe_finished(&task),
         }
     }
 

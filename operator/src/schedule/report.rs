@@ -118,6 +118,7 @@ pub(super) fn pool_report(
         free: cap.free,
         oldest_queued_seconds: 0.0,
         ready,
+        suspended: pool.spec.suspend,
         note,
     }
 }

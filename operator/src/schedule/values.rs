@@ -134,6 +134,8 @@ pub struct PoolReport {
     pub oldest_queued_seconds: f64,
     /// Its Ready condition: it admits tasks.
     pub ready: bool,
+    /// `spec.suspend`.
+    pub suspended: bool,
     /// Set when the pool starts or stops admitting: an Event for the cluster's operator.
     pub note: Option<Note>,
 }
